@@ -1,0 +1,124 @@
+"""Build contexts and the inputs hash: what a build reads, digested so that any change shows."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+from docker.utils.build import exclude_paths
+
+from .errors import BuildlibError
+
+CHUNK = 1 << 20
+MAX_LISTED = 3
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a build's result depends on; equal Inputs mean an equal image."""
+    files: Mapping[str, str]    # path relative to the context -> its kind, mode and content digest
+    dockerfile: str             # digest of the Dockerfile's bytes, wherever it lives
+    args: Mapping[str, str]     # the build args the Dockerfile declares, with their values
+    target: str | None
+    platform: str | None
+    bases: Mapping[str, str]    # every base image reference -> its image ID in the engine
+
+    @property
+    def digest(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def as_record(self) -> dict:
+        """A JSON-ready copy, kept in the state file to explain the next rebuild."""
+        return asdict(self)
+
+
+def dockerignore_patterns(context: Path) -> list[str]:
+    """The patterns of <context>/.dockerignore, read the way docker-py's build reads them."""
+    path = context / ".dockerignore"
+    if not path.exists():
+        return []
+    lines = (line.strip() for line in _read_text(path).splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def context_paths(context: Path, dockerfile: Path) -> list[str]:
+    """The paths (files and folders) that a build of this context sends to the engine."""
+    if not context.is_dir():
+        raise BuildlibError(f"{context}: build context is not a folder")
+    inside = dockerfile.resolve().is_relative_to(context.resolve())
+    # docker-py sends a Dockerfile from outside the context under a name of its own.
+    name = dockerfile.resolve().relative_to(context.resolve()).as_posix() if inside else ".dockerfile"
+    return sorted(exclude_paths(str(context), dockerignore_patterns(context), dockerfile=name))
+
+
+def file_digests(context: Path, dockerfile: Path) -> dict[str, str]:
+    """Path -> 'kind mode digest' for every path the context sends; symlinks by their target."""
+    digests = {}
+    for relative in context_paths(context, dockerfile):
+        path = context / relative
+        info = os.lstat(path)
+        mode = f"{stat.S_IMODE(info.st_mode):o}"
+        if stat.S_ISLNK(info.st_mode):
+            digests[relative] = f"link {mode} {os.readlink(path)}"
+        elif stat.S_ISDIR(info.st_mode):
+            digests[relative] = f"dir {mode}"
+        else:
+            digests[relative] = f"file {mode} {file_digest(path)}"
+    return digests
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks so memory stays flat for large files."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            while chunk := file.read(CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise BuildlibError(f"{path}: cannot read ({error.strerror})") from None
+    return digest.hexdigest()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise BuildlibError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def changes(previous: Mapping, current: Inputs) -> list[str]:
+    """What differs between the inputs of the last build (a record) and now, for a person."""
+    reasons = []
+    old_files, new_files = previous.get("files", {}), current.files
+    changed = sorted(path for path in new_files if path in old_files and old_files[path] != new_files[path])
+    added = sorted(set(new_files) - set(old_files))
+    removed = sorted(set(old_files) - set(new_files))
+    reasons += _listed(changed, "changed")
+    reasons += _listed(added, "added")
+    reasons += _listed(removed, "removed")
+    if previous.get("dockerfile") != current.dockerfile:
+        reasons.append("Dockerfile changed")
+    old_args = previous.get("args", {})
+    for name in sorted(set(old_args) | set(current.args)):
+        if old_args.get(name) != current.args.get(name):
+            reasons.append(f"build arg {name} changed")
+    if previous.get("target") != current.target:
+        reasons.append(f"target changed to {current.target or '(last stage)'}")
+    if previous.get("platform") != current.platform:
+        reasons.append(f"platform changed to {current.platform or '(default)'}")
+    old_bases = previous.get("bases", {})
+    for ref in sorted(current.bases):
+        if old_bases.get(ref) != current.bases[ref]:
+            reasons.append(f"base {ref} changed")
+    return reasons
+
+
+def _listed(paths: list[str], verb: str) -> list[str]:
+    if len(paths) <= MAX_LISTED:
+        return [f"{path} {verb}" for path in paths]
+    return [f"{', '.join(paths[:MAX_LISTED])} and {len(paths) - MAX_LISTED} more {verb}"]

@@ -1,0 +1,298 @@
+"""Dockerfile analysis: the stages, build args and images a build needs, by Docker's own rules.
+
+Pure functions over the Dockerfile's bytes and the build args. dockerfile-parse splits the
+instructions; on top of it we apply what it leaves out (see shared/library-notes.md): blank
+lines inside continuations, heredocs, `${VAR:-x}` / `${VAR:+x}`, the scope of ARGs for FROM,
+case-insensitive stage names, and the errors Docker itself would raise.
+"""
+from __future__ import annotations
+
+import io
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Mapping
+
+from dockerfile_parse import DockerfileParser
+
+from .errors import DockerfileError
+
+KNOWN_INSTRUCTIONS = frozenset({
+    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
+    "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"})
+STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
+HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str   # upper case
+    value: str     # arguments, continuation lines joined
+    line: int      # 1-based line where it starts
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    """An image a build pulls in: a FROM base, or the source of COPY --from / RUN --mount from=."""
+    ref: str
+    platform: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    stages: tuple[str | None, ...]   # stage names (lower case) by index; None when unnamed
+    images: tuple[ImageUse, ...]     # images used by the stages the build reaches
+    declared_args: frozenset[str]    # every ARG name the Dockerfile declares
+
+
+def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str | None = None) -> Analysis:
+    """Analyse a Dockerfile as `docker build --build-arg ... --target target` would read it."""
+    return _Analyser(path, build_args).run(instructions(data, path), target)
+
+
+def instructions(data: bytes, path: str) -> list[Instruction]:
+    """Split a Dockerfile into instructions, skipping comments, blank lines and heredoc bodies."""
+    text = _decode(data, path)
+    # dockerfile-parse ends an instruction at a blank line inside a continuation; Docker skips
+    # such lines, as it skips comments, so turn them into comments.
+    lines = text.splitlines(keepends=True)
+    patched = "".join("#\n" if not line.strip() else line for line in lines)
+    parser = DockerfileParser(fileobj=io.BytesIO(patched.encode()))
+    result, skip_until = [], -1
+    for entry in parser.structure:
+        if entry["startline"] <= skip_until or entry["instruction"] == "COMMENT":
+            continue
+        keyword, value, start = entry["instruction"].upper(), entry["value"], entry["startline"]
+        if keyword not in KNOWN_INSTRUCTIONS:
+            raise DockerfileError(path, start + 1, f"unknown instruction '{entry['instruction']}'")
+        if keyword in ("RUN", "COPY", "ADD"):
+            skip_until = _heredoc_end(lines, entry["endline"], value, path, start + 1)
+        result.append(Instruction(keyword, value, start + 1))
+    return result
+
+
+def _decode(data: bytes, path: str) -> str:
+    if not data.strip():
+        raise DockerfileError(path, None, "is empty")
+    if b"\0" in data:
+        raise DockerfileError(path, None, "is not a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DockerfileError(path, None, "is not a text file (not UTF-8)") from None
+
+
+def _heredoc_end(lines: list[str], endline: int, value: str, path: str, line: int) -> int:
+    """The 0-based index of the last line of the heredoc bodies that follow an instruction."""
+    position = endline
+    for strip_tabs, _, word in HEREDOC.findall(value):
+        for position in range(position + 1, len(lines)):
+            candidate = lines[position].rstrip("\r\n")
+            if (candidate.lstrip("\t") if strip_tabs else candidate) == word:
+                break
+        else:
+            raise DockerfileError(path, line, f"heredoc <<{word} is never closed")
+    return position
+
+
+class _Analyser:
+    """Walks the instructions once, keeping the ARG scopes and the stages seen so far."""
+
+    def __init__(self, path: str, build_args: Mapping[str, str]):
+        self.path = path
+        self.build_args = build_args
+        self.global_args: dict[str, str | None] = {}
+        self.declared: set[str] = set()
+
+    def run(self, steps: list[Instruction], target: str | None) -> Analysis:
+        stage_lines = [step.line for step in steps if step.keyword == "FROM"]
+        if not stage_lines:
+            raise DockerfileError(self.path, None, "has no FROM instruction")
+        all_names = self._stage_names(steps)
+        stages: list[str | None] = []
+        images: list[list[ImageUse]] = []   # per stage
+        stage_args: dict[str, str | None] = {}
+        for step in steps:
+            if step.keyword == "FROM":
+                name, uses = self._from(step, stages, all_names)
+                stages.append(name)
+                images.append(uses)
+                stage_args = {}
+            elif not stages:
+                if step.keyword != "ARG":
+                    raise DockerfileError(self.path, step.line,
+                                          f"{step.keyword} before the first FROM (only ARG may come first)")
+                self._declare(step, self.global_args, self.global_args)
+            elif step.keyword == "ARG":
+                self._declare(step, stage_args, self.global_args)
+            elif step.keyword in ("COPY", "ADD", "RUN"):
+                images[-1].extend(self._from_flags(step, stages, all_names, stage_args))
+        reached = self._target_index(stages, target) + 1
+        uses = tuple(use for stage in images[:reached] for use in stage)
+        return Analysis(tuple(stages), uses, frozenset(self.declared))
+
+    def _stage_names(self, steps: list[Instruction]) -> list[str | None]:
+        names = []
+        for step in steps:
+            if step.keyword == "FROM":
+                words = step.value.split()
+                names.append(words[-1].lower() if len(words) >= 3 and words[-2].lower() == "as" else None)
+        return names
+
+    def _declare(self, step: Instruction, scope: dict, inherited: Mapping[str, str | None]) -> None:
+        """ARG NAME[=default] ...: the build arg wins, then the default, then the global value."""
+        try:
+            words = shlex.split(step.value)
+        except ValueError as error:
+            raise DockerfileError(self.path, step.line, f"ARG: {error}") from None
+        if not words:
+            raise DockerfileError(self.path, step.line, "ARG needs a name")
+        for word in words:
+            name, has_default, default = word.partition("=")
+            if not VARIABLE_NAME.fullmatch(name):
+                raise DockerfileError(self.path, step.line, f"ARG: '{name}' is not a valid name")
+            self.declared.add(name)
+            if name in self.build_args:
+                scope[name] = self.build_args[name]
+            elif has_default:
+                scope[name] = expand(default, scope, self.path, step.line, strict=False)
+            else:
+                scope[name] = inherited.get(name)
+
+    def _from(self, step: Instruction, stages: list, all_names: list) -> tuple[str | None, list[ImageUse]]:
+        flags, words = _split_flags(step.value)
+        if len(words) == 2 and words[0] == "--platform" or any(flag == "--platform" for flag in flags):
+            raise DockerfileError(self.path, step.line, "FROM --platform needs its value after '=': --platform=VALUE")
+        if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
+            raise DockerfileError(self.path, step.line, "FROM takes an image and an optional 'AS name'")
+        platform = None
+        for flag in flags:
+            key, _, value = flag[2:].partition("=")
+            if key != "platform":
+                raise DockerfileError(self.path, step.line, f"FROM: unknown flag --{key}")
+            platform = expand(value, self.global_args, self.path, step.line, strict=False) or None
+        name = words[2].lower() if len(words) == 3 else None
+        if name is not None and not STAGE_NAME.fullmatch(name):
+            raise DockerfileError(self.path, step.line,
+                                  f"'{words[2]}' is not a valid stage name (a letter, then letters, digits, . _ -)")
+        if name is not None and name in stages:
+            raise DockerfileError(self.path, step.line, f"stage name '{words[2]}' is used twice")
+        image = expand(words[0], self.global_args, self.path, step.line, strict=True)
+        if not image:
+            raise DockerfileError(self.path, step.line, "FROM names an empty image")
+        if self._stage_ref(image, stages, all_names, step) is not None or image.lower() == "scratch":
+            return name, []
+        return name, [ImageUse(image, platform, step.line)]
+
+    def _from_flags(self, step: Instruction, stages: list, all_names: list, stage_args: dict) -> list[ImageUse]:
+        """Images named by COPY/ADD --from=X and RUN --mount=...,from=X."""
+        flags, _ = _split_flags(step.value)
+        sources = []
+        for flag in flags:
+            key, _, value = flag[2:].partition("=")
+            if key == "from":
+                sources.append(value)
+            elif key == "mount":
+                sources += [option[5:] for option in value.split(",") if option.startswith("from=")]
+        uses = []
+        for source in sources:
+            scope = {**self.global_args, **stage_args}
+            ref = expand(source, scope, self.path, step.line, strict=False)
+            if ref.isdigit():
+                if int(ref) >= len(stages) - 1:
+                    raise DockerfileError(self.path, step.line, f"--from={ref}: stage {ref} is not defined before this one")
+            elif self._stage_ref(ref, stages[:-1], all_names, step) is None and ref.lower() != "scratch":
+                uses.append(ImageUse(ref, None, step.line))
+        return uses
+
+    def _stage_ref(self, ref: str, earlier: list, all_names: list, step: Instruction) -> int | None:
+        """The index of the earlier stage that ref names; an error when it names a later one."""
+        name = ref.lower()
+        if name in earlier:
+            return earlier.index(name)
+        if name in all_names:
+            raise DockerfileError(self.path, step.line, f"stage '{ref}' is used before it is defined (only earlier stages can be used)")
+        return None
+
+    def _target_index(self, stages: list, target: str | None) -> int:
+        if target is None:
+            return len(stages) - 1
+        if target.lower() not in stages:
+            raise DockerfileError(self.path, None, f"target stage '{target}' is not defined")
+        return stages.index(target.lower())
+
+
+def _split_flags(value: str) -> tuple[list[str], list[str]]:
+    """Leading --flags, and the remaining words."""
+    words = value.split()
+    count = next((i for i, word in enumerate(words) if not word.startswith("--")), len(words))
+    return words[:count], words[count:]
+
+
+def expand(word: str, scope: Mapping[str, str | None], path: str, line: int, strict: bool) -> str:
+    """Docker's variable substitution: $V, ${V}, ${V:-w}, ${V-w}, ${V:+w}, ${V+w}, ${V:?msg}.
+
+    A name in scope with the value None is declared without a value. strict makes a plain
+    reference to such a name (or to an undeclared one) an error, as FROM needs.
+    """
+    out, i = [], 0
+    while i < len(word):
+        char = word[i]
+        if char == "\\" and i + 1 < len(word) and word[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif char == "$" and i + 1 < len(word) and word[i + 1] == "{":
+            end = _closing_brace(word, i + 2, path, line)
+            out.append(_expand_braced(word[i + 2:end], scope, path, line, strict))
+            i = end + 1
+        elif char == "$" and (match := VARIABLE_NAME.match(word, i + 1)):
+            out.append(_lookup(match.group(), scope, path, line, strict))
+            i = match.end()
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _closing_brace(word: str, start: int, path: str, line: int) -> int:
+    depth = 1
+    for position in range(start, len(word)):
+        if word.startswith("${", position):
+            depth += 1
+        elif word[position] == "}":
+            depth -= 1
+            if depth == 0:
+                return position
+    raise DockerfileError(path, line, f"missing '}}' in '{word}'")
+
+
+def _expand_braced(body: str, scope: Mapping[str, str | None], path: str, line: int, strict: bool) -> str:
+    match = VARIABLE_NAME.match(body)
+    if not match:
+        raise DockerfileError(path, line, f"bad substitution '${{{body}}}'")
+    name, rest = match.group(), body[match.end():]
+    if not rest:
+        return _lookup(name, scope, path, line, strict)
+    value = scope.get(name)
+    colon = rest.startswith(":")
+    operator, operand = (rest[1:2], rest[2:]) if colon else (rest[:1], rest[1:])
+    present = bool(value) if colon else value is not None
+    if operator == "-":
+        return value if present else expand(operand, scope, path, line, strict)
+    if operator == "+":
+        return expand(operand, scope, path, line, strict) if present else ""
+    if operator == "?":
+        if not present:
+            raise DockerfileError(path, line, f"{name}: {operand or 'needs a value'}")
+        return value
+    raise DockerfileError(path, line, f"bad substitution '${{{body}}}'")
+
+
+def _lookup(name: str, scope: Mapping[str, str | None], path: str, line: int, strict: bool) -> str:
+    value = scope.get(name)
+    if value is None and strict:
+        how = "is declared without a value" if name in scope else "is not declared before FROM"
+        raise DockerfileError(path, line, f"FROM uses ${name}, which {how}: give ARG {name} a default or set it in args")
+    return value or ""

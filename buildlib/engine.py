@@ -1,0 +1,114 @@
+"""The Docker engine, through docker-py: every call buildlib makes to it goes through here.
+
+Errors leave this module as EngineUnavailable (nobody answers) or EngineError (the engine
+said no), each one line; docker-py's and requests' exceptions never escape.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+import docker
+import requests
+from docker.utils import kwargs_from_env, parse_repository_tag
+
+from .errors import EngineError, EngineUnavailable
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+HOW_TO_POINT = ("start one (in buildlib's repository: `eval \"$(scripts/engine up)\"`) "
+                "or set DOCKER_HOST to an engine that runs")
+
+_clients: dict[tuple[int, int], docker.APIClient] = {}
+
+
+def host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def client() -> docker.APIClient:
+    """A client for this process and thread: doit runs actions in forked processes or threads."""
+    key = (os.getpid(), threading.get_ident())
+    if key not in _clients:
+        with _translated_errors():
+            _clients[key] = docker.APIClient(version="auto", **kwargs_from_env())
+    return _clients[key]
+
+
+@contextmanager
+def _translated_errors(subject: str = "") -> Iterator[None]:
+    prefix = f"{subject}: " if subject else ""
+    try:
+        yield
+    except docker.errors.APIError as error:
+        raise EngineError(f"{prefix}{error.explanation or error}") from None
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as error:
+        reason = str(error).split(": ", 1)[-1][:200] if "fetching server API version" in str(error) else str(error)[:200]
+        raise EngineUnavailable(f"cannot reach a Docker engine at {host()} ({reason}); {HOW_TO_POINT}") from None
+    except requests.exceptions.RequestException as error:
+        raise EngineError(f"{prefix}{error}") from None
+
+
+def ping() -> None:
+    """Fail with EngineUnavailable, once and early, when no engine answers."""
+    with _translated_errors():
+        client().ping()
+
+
+def inspect(ref: str) -> dict | None:
+    """The engine's record of an image, or None when it has no image by that reference."""
+    with _translated_errors(ref):
+        try:
+            return client().inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+
+
+def image_id(ref: str) -> str | None:
+    attrs = inspect(ref)
+    return attrs["Id"] if attrs else None
+
+
+def pull(ref: str, platform: str | None = None) -> None:
+    """Pull one image; errors reported inside the progress stream become EngineError too."""
+    repository, tag = parse_repository_tag(ref)
+    with _translated_errors(f"pull {ref}"):
+        for chunk in client().pull(repository, tag or "latest", stream=True, decode=True, platform=platform):
+            if "error" in chunk:
+                raise EngineError(f"pull {ref}: {chunk['error']}")
+
+
+def tag(source: str, ref: str) -> None:
+    repository, tag_name = parse_repository_tag(ref)
+    with _translated_errors(f"tag {ref}"):
+        client().tag(source, repository, tag_name or "latest")
+
+
+def remove(ref: str) -> None:
+    """Remove a reference (untag, or delete when it was the last)."""
+    with _translated_errors(f"remove {ref}"):
+        client().remove_image(ref)
+
+
+def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], target: str | None,
+          platform: str | None, labels: Mapping[str, str], nocache: bool) -> str:
+    """Build and tag an image; return its ID. The engine tags only once the build succeeded."""
+    step, tail = "", []
+    with _translated_errors(f"build {ref}"):
+        stream = client().build(
+            path=context, dockerfile=dockerfile, tag=ref, buildargs=dict(args), target=target,
+            platform=platform, labels=dict(labels), nocache=nocache, rm=True, forcerm=True, decode=True)
+        for chunk in stream:
+            text = chunk.get("stream", "").strip()
+            if text.startswith("Step "):
+                step = text
+            elif text:
+                tail = (tail + [text])[-5:]
+            if "error" in chunk:
+                where = f" at {step.split(' : ', 1)[-1]!r}" if step else ""
+                raise EngineError(f"build failed{where}: {chunk['error'].strip()}")
+    built = image_id(ref)
+    if built is None:
+        raise EngineError(f"build {ref} ended without an image: {' / '.join(tail)}")
+    return built

@@ -1,0 +1,134 @@
+"""A repository's services: where they are, what each is built from, and in which order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .dockerfile import analyse
+from .errors import BuildlibError, SettingsError
+from .settings import NAME_PATTERN, Settings
+
+
+@dataclass(frozen=True)
+class ExternalImage:
+    """A base image that comes from a registry, not from a service of this repository."""
+    ref: str
+    platform: str | None
+
+
+@dataclass(frozen=True)
+class Service:
+    """One image to build: everything its build and its inputs hash need, picklable for doit."""
+    name: str
+    image: str                          # the full reference it is tagged with
+    context: str                        # absolute paths
+    dockerfile: str
+    target: str | None
+    platform: str | None
+    build_args: Mapping[str, str]       # what the engine gets
+    hashed_args: Mapping[str, str]      # the part the Dockerfile declares, which enters the hash
+    base_images: tuple[str, ...]        # every image it uses, external or built here
+    external_images: tuple[ExternalImage, ...]
+    base_services: tuple[str, ...]      # services whose images it uses
+
+
+@dataclass(frozen=True)
+class Project:
+    settings: Settings
+    services: Mapping[str, Service]     # services that can be built, by name
+    broken: Mapping[str, str]           # service name -> the one line that says why it cannot be built
+
+    @property
+    def names(self) -> list[str]:
+        return sorted([*self.services, *self.broken])
+
+    @property
+    def external_images(self) -> tuple[ExternalImage, ...]:
+        """Each external image once, by reference (the first platform asked for wins)."""
+        unique: dict[str, ExternalImage] = {}
+        for name in sorted(self.services):
+            for image in self.services[name].external_images:
+                if unique.get(image.ref) is None or unique[image.ref].platform is None:
+                    unique[image.ref] = image
+        return tuple(unique[ref] for ref in sorted(unique))
+
+
+def load_project(settings: Settings) -> Project:
+    """Find and analyse every service; a service that cannot be analysed is recorded, not fatal."""
+    folders = _service_folders(settings)
+    images = {settings.image(name): name for name in folders}
+    services, broken = {}, {}
+    for name, folder in folders.items():
+        try:
+            services[name] = _service(settings, name, folder, images)
+        except BuildlibError as error:
+            broken[name] = str(error)
+    for name, why in _cycles(services).items():
+        broken[name] = why
+        del services[name]
+    return Project(settings, services, broken)
+
+
+def _service_folders(settings: Settings) -> dict[str, Path]:
+    top = settings.root / settings.services_dir
+    if not top.is_dir():
+        raise SettingsError(f"services-dir '{settings.services_dir}': no such folder under {settings.root}")
+    folders = {
+        path.name: path for path in sorted(top.iterdir())
+        if path.is_dir() and not path.name.startswith(".")
+        and (path / settings.for_service(path.name).dockerfile).is_file()}
+    for name in settings.services:
+        if name not in folders:
+            raise SettingsError(
+                f"[tool.buildlib.services.{name}]: no folder {settings.services_dir}/{name} with a Dockerfile")
+    return folders
+
+
+def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, str]) -> Service:
+    if not NAME_PATTERN.fullmatch(f"{settings.project}-{name}"):
+        raise BuildlibError(f"{settings.services_dir}/{name}: '{name}' cannot be part of an image name "
+                            "(use lower-case letters, digits, and . _ - between them)")
+    own = settings.for_service(name)
+    dockerfile, context = folder / own.dockerfile, folder / own.context
+    shown = dockerfile.relative_to(settings.root).as_posix()
+    build_args = {**own.args, "REGISTRY": f"{settings.registry}/" if settings.registry else "",
+                  "TAG": settings.tag}
+    try:
+        data = dockerfile.read_bytes()
+    except OSError as error:
+        raise BuildlibError(f"{shown}: cannot read ({error.strerror})") from None
+    analysis = analyse(data, shown, build_args, own.target)
+    refs = sorted({use.ref for use in analysis.images})
+    externals: dict[str, ExternalImage] = {}
+    for use in analysis.images:
+        if use.ref not in images and externals.get(use.ref, ExternalImage(use.ref, None)).platform is None:
+            externals[use.ref] = ExternalImage(use.ref, use.platform)
+    return Service(
+        name=name, image=settings.image(name), context=str(context.resolve()), dockerfile=str(dockerfile.resolve()),
+        target=own.target, platform=own.platform, build_args=build_args,
+        hashed_args={key: value for key, value in build_args.items() if key in analysis.declared_args},
+        base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
+        base_services=tuple(sorted({images[ref] for ref in refs if ref in images})))
+
+
+def _cycles(services: Mapping[str, Service]) -> dict[str, str]:
+    """Services that are, through their bases, built from themselves."""
+    found: dict[str, str] = {}
+    explored: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            loop = path[path.index(name):] + [name]
+            for member in loop[:-1]:
+                found[member] = f"{member}: its images are built from each other ({' -> '.join(loop)})"
+            return
+        if name in explored or name not in services:
+            return
+        for base in services[name].base_services:
+            visit(base, path + [name])
+        explored.add(name)
+
+    for name in services:
+        visit(name, [])
+    return found

@@ -1,0 +1,103 @@
+"""What a person sees during a doit run: progress lines, then one line per service.
+
+Everything goes to stderr, so that stdout carries only what a task prints on purpose
+(`doit status format=json`). The stream is taken once, at the start: in thread mode doit
+swaps sys.stderr while actions run.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from doit.exceptions import TaskFailed, UnmetDependency
+from doit.reporter import ConsoleReporter
+from tabulate import tabulate
+
+BUILT, UP_TO_DATE, FAILED = "built", "up to date", "failed"
+
+
+def service_of(task) -> str | None:
+    return (task.meta or {}).get("service")
+
+
+def dependency_failure(bad_tasks: str) -> str:
+    """doit names the failed dependencies; say what they mean for this service."""
+    reasons = []
+    for name in bad_tasks.split():
+        kind, _, subject = name.partition(":")
+        reasons.append(f"base image {subject} could not be pulled" if kind == "prefetch" else f"{subject} failed")
+    return "not built: " + "; ".join(reasons)
+
+
+class BuildReporter(ConsoleReporter):
+    desc = "buildlib progress and summary, on stderr"
+
+    def __init__(self, outstream, options):
+        super().__init__(sys.stderr, options)
+        self.results: dict[str, tuple[str, str, float | None]] = {}   # service -> result, reason, seconds
+        self.started: dict[str, float] = {}
+        self.reasons: dict[str, str] = {}
+        self.total = 0
+
+    def initialize(self, tasks, selected_tasks):
+        reached, todo = set(), list(selected_tasks or [])
+        while todo:
+            name = todo.pop()
+            if name in tasks and name not in reached:
+                reached.add(name)
+                todo += tasks[name].task_dep
+        self.total = sum(1 for name in reached if service_of(tasks[name]))
+
+    def execute_task(self, task):
+        self.started[task.name] = time.monotonic()
+        service = service_of(task)
+        if service:
+            self.reasons[service] = (task.meta or {}).get("reason", "")
+            why = f" ({self.reasons[service]})" if self.reasons[service] else ""
+            self.write(f"[{len(self.results) + 1}/{self.total}] building {service}{why}\n")
+        elif task.name.startswith("prefetch:"):
+            self.write(f"pulling {task.name.partition(':')[2]}\n")
+
+    def add_success(self, task):
+        seconds = self._elapsed(task)
+        service = service_of(task)
+        if service:
+            self.results[service] = (BUILT, self.reasons.get(service, ""), seconds)
+            self.write(f"built {service} in {seconds:.1f}s\n")
+        elif task.name.startswith("prefetch:"):
+            source = (task.values or {}).get("source", "")
+            self.write(f"pulled {task.name.partition(':')[2]} from {source}\n")
+
+    def add_failure(self, task, fail):
+        if isinstance(fail, UnmetDependency):
+            message = dependency_failure(fail.message)
+        elif isinstance(fail, TaskFailed):
+            message = fail.message.strip()
+        else:   # not an error a user made: keep the traceback for whoever fixes it
+            message = fail.get_msg().strip()
+        service = service_of(task)
+        if service:
+            self.results[service] = (FAILED, message, self._elapsed(task))
+        self.write(f"FAILED {service or task.name}: {message}\n")
+
+    def skip_uptodate(self, task):
+        service = service_of(task)
+        if service:
+            self.results[service] = (UP_TO_DATE, "", None)
+
+    def skip_ignore(self, task):
+        pass
+
+    def complete_run(self):
+        if self.results:
+            rows = [(service, result, "" if seconds is None else f"{seconds:.1f}s", reason)
+                    for service, (result, reason, seconds) in sorted(self.results.items())]
+            self.write(tabulate(rows, tablefmt="plain") + "\n")
+            counts = [sum(1 for result, _, _ in self.results.values() if result == word)
+                      for word in (BUILT, UP_TO_DATE, FAILED)]
+            self.write(f"{counts[0]} built, {counts[1]} up to date, {counts[2]} failed\n")
+        if self.runtime_errors:
+            self.write("\n".join(self.runtime_errors) + "\n")
+
+    def _elapsed(self, task) -> float:
+        return time.monotonic() - self.started.get(task.name, time.monotonic())

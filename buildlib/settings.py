@@ -1,0 +1,162 @@
+"""Settings: [tool.buildlib] in pyproject.toml, overridden by BUILDLIB_* and doit variables."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import SettingsError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+# Docker's own grammar for the parts of an image reference.
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+NAME_PATTERN = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+REGISTRY_PATTERN = re.compile(
+    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?)(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+
+# What the command line (doit variables) and the environment may override.
+OVERRIDABLE = ("tag", "registry", "force")
+TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Per-service overrides from [tool.buildlib.services.<name>]; paths are relative to the service folder."""
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    target: str | None = None
+    args: Mapping[str, str] = field(default_factory=dict)
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything buildlib needs to know about a repository, after all overrides."""
+    root: Path
+    project: str
+    services_dir: str = "services"
+    tag: str = "latest"
+    registry: str = ""
+    mirrors: tuple[str, ...] = ()
+    force: bool = False
+    services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+
+    def image(self, service: str) -> str:
+        """The full reference of a service's image: [registry/]project-service:tag."""
+        prefix = f"{self.registry}/" if self.registry else ""
+        return f"{prefix}{self.project}-{service}:{self.tag}"
+
+    def for_service(self, service: str) -> ServiceSettings:
+        return self.services.get(service, ServiceSettings())
+
+
+# key in the file -> (field name, expected type, description of the type for errors)
+TOP_KEYS = {
+    "project": ("project", str, "a string"),
+    "services-dir": ("services_dir", str, "a string"),
+    "tag": ("tag", str, "a string"),
+    "registry": ("registry", str, "a string"),
+    "mirrors": ("mirrors", list, "a list of strings"),
+    "services": ("services", dict, "a table"),
+}
+SERVICE_KEYS = {
+    "dockerfile": ("dockerfile", str, "a string"),
+    "context": ("context", str, "a string"),
+    "target": ("target", str, "a string"),
+    "args": ("args", dict, "a table of strings"),
+    "platform": ("platform", str, "a string"),
+}
+
+
+def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """Read pyproject.toml under root, then apply BUILDLIB_* from environ, then doit variables."""
+    table = _read_table(root / "pyproject.toml")
+    values = _check_keys(table, TOP_KEYS, "[tool.buildlib]")
+    if "project" not in values:
+        raise SettingsError("pyproject.toml [tool.buildlib]: missing key 'project' (images are named {project}-{service})")
+    values["mirrors"] = tuple(_string_list(values.get("mirrors", []), "[tool.buildlib] mirrors"))
+    values["services"] = {
+        name: _service_settings(name, sub) for name, sub in values.get("services", {}).items()}
+    for key in OVERRIDABLE:
+        env_value = environ.get(f"BUILDLIB_{key.upper()}")
+        if variables.get(key) is not None:
+            values[key] = variables[key]
+        elif env_value is not None:
+            values[key] = env_value
+    if "force" in values:
+        values["force"] = _flag(values["force"], "force")
+    settings = Settings(root=root, **values)
+    _validate(settings)
+    return settings
+
+
+def _read_table(path: Path) -> dict:
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: not found; buildlib reads its settings from [tool.buildlib] there") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML: {error}") from None
+    table = document.get("tool", {}).get("buildlib")
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: no [tool.buildlib] table")
+    return table
+
+
+def _check_keys(table: dict, known: dict, where: str) -> dict:
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise SettingsError(f"pyproject.toml {where}: unknown key '{key}' (known: {', '.join(known)})")
+        name, expected, description = known[key]
+        if not isinstance(value, expected):
+            raise SettingsError(f"pyproject.toml {where} {key}: must be {description}, not {value!r}")
+        values[name] = value
+    return values
+
+
+def _string_list(value: list, where: str) -> list[str]:
+    if not all(isinstance(item, str) for item in value):
+        raise SettingsError(f"pyproject.toml {where}: must be a list of strings, not {value!r}")
+    return value
+
+
+def _service_settings(name: str, table: object) -> ServiceSettings:
+    where = f"[tool.buildlib.services.{name}]"
+    if not isinstance(table, dict):
+        raise SettingsError(f"pyproject.toml {where}: must be a table, not {table!r}")
+    values = _check_keys(table, SERVICE_KEYS, where)
+    args = values.get("args", {})
+    bad = [key for key, value in args.items() if not isinstance(value, str)]
+    if bad:
+        raise SettingsError(f"pyproject.toml {where} args.{bad[0]}: must be a string, not {args[bad[0]]!r}")
+    return ServiceSettings(**values)
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise SettingsError(f"{name}={value}: must be 1 or 0")
+
+
+def _validate(settings: Settings) -> None:
+    if not NAME_PATTERN.fullmatch(settings.project):
+        raise SettingsError(
+            f"project '{settings.project}': not a valid image name (lower-case letters, digits, and . _ - between them)")
+    if not TAG_PATTERN.fullmatch(settings.tag):
+        raise SettingsError(
+            f"tag '{settings.tag}': not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -)")
+    if settings.registry and not REGISTRY_PATTERN.fullmatch(settings.registry):
+        raise SettingsError(f"registry '{settings.registry}': not a registry address like host[:port][/path]")
+    for mirror in settings.mirrors:
+        if not REGISTRY_PATTERN.fullmatch(mirror):
+            raise SettingsError(f"mirror '{mirror}': not a registry address like host[:port][/path]")

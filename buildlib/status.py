@@ -1,0 +1,89 @@
+"""Whether a service's image is right: the status words, and how the engine's record is judged."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Mapping
+
+from . import engine
+from .context import Inputs, changes, file_digest, file_digests
+from .project import Service
+
+HASH_LABEL = "io.buildlib.inputs-hash"
+SERVICE_LABEL = "io.buildlib.service"
+PROJECT_LABEL = "io.buildlib.project"
+MAX_REASONS = 4
+
+
+class ImageStatus(str, Enum):
+    OK = "OK"              # exists, valid, built by buildlib from the inputs there are now
+    MISSING = "MISSING"    # no image under the reference
+    INVALID = "INVALID"    # exists but broken
+    STALE = "STALE"        # valid, but its inputs changed or something else built it
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: ImageStatus
+    reason: str = ""       # one line a person can act on; empty when OK
+
+
+def current_inputs(service: Service) -> tuple[Inputs | None, str]:
+    """The inputs as they are now, or None and the base image that the engine does not have."""
+    bases = {}
+    for ref in service.base_images:
+        found = engine.image_id(ref)
+        if found is None:
+            return None, ref
+        bases[ref] = found
+    dockerfile_digest = file_digest(service.dockerfile)
+    files = file_digests(Path(service.context), Path(service.dockerfile))
+    return Inputs(files, dockerfile_digest, dict(service.hashed_args), service.target, service.platform, bases), ""
+
+
+def service_status(service: Service, project: str, previous: Mapping | None) -> Verdict:
+    """Judge a service's image from the engine, with the last build's record to explain changes."""
+    attrs = engine.inspect(service.image)
+    if attrs is None:
+        return Verdict(ImageStatus.MISSING, "no image in the engine")
+    inputs, missing_base = current_inputs(service)
+    return judge(attrs, service, project, inputs, missing_base, previous)
+
+
+def judge(attrs: Mapping, service: Service, project: str, inputs: Inputs | None, missing_base: str,
+          previous: Mapping | None) -> Verdict:
+    """The pure part of service_status: validation, authorship, then the inputs hash."""
+    defect = image_defect(attrs, service.image)
+    if defect:
+        return Verdict(ImageStatus.INVALID, defect)
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    if HASH_LABEL not in labels:
+        return Verdict(ImageStatus.STALE, "built by something else (no buildlib label)")
+    if labels.get(PROJECT_LABEL) != project or labels.get(SERVICE_LABEL) != service.name:
+        return Verdict(ImageStatus.STALE, f"built by buildlib for {labels.get(PROJECT_LABEL)}/{labels.get(SERVICE_LABEL)}")
+    if inputs is None:
+        return Verdict(ImageStatus.STALE, f"base {missing_base} is not in the engine")
+    if labels[HASH_LABEL] == inputs.digest:
+        return Verdict(ImageStatus.OK)
+    return Verdict(ImageStatus.STALE, _explain(labels[HASH_LABEL], inputs, previous))
+
+
+def image_defect(attrs: Mapping, ref: str) -> str:
+    """Why an image that exists is unusable, or '' (the seeds' size/tag/metadata checks)."""
+    if not attrs.get("Size"):
+        return "size 0"
+    if ref not in (attrs.get("RepoTags") or []):
+        return f"not tagged {ref}"
+    if not attrs.get("Os") or not attrs.get("Architecture"):
+        return "its config has no OS or architecture"
+    return ""
+
+
+def _explain(label_hash: str, inputs: Inputs, previous: Mapping | None) -> str:
+    # The record explains the image only when it describes the build that made it.
+    if not previous or previous.get("inputs_hash") != label_hash:
+        return "inputs changed"
+    reasons = changes(previous.get("inputs", {}), inputs) or ["inputs changed"]
+    more = len(reasons) - MAX_REASONS
+    return "; ".join(reasons[:MAX_REASONS]) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,201 @@
+"""doit tasks over a repository's services: plain task dicts, module-level actions.
+
+Actions and uptodate callables are module-level functions with picklable arguments, so that
+`doit -n 4` works with processes and with threads. uptodate answers from the engine, never from
+the state file: deleting .doit.db rebuilds nothing. The state file only keeps each build's
+inputs, to say later which file changed.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from doit import get_var
+from doit.dependency import Dependency, SqliteDB
+from doit.exceptions import InvalidDodoFile, TaskFailed
+from tabulate import tabulate
+
+from . import build, engine
+from .errors import BuildlibError
+from .project import ExternalImage, Project, Service, load_project
+from .report import BuildReporter
+from .settings import OVERRIDABLE, load_settings
+from .status import PROJECT_LABEL, SERVICE_LABEL, ImageStatus, Verdict, service_status
+
+STATE_FILE = ".doit.db"
+
+DOIT_CONFIG = {
+    "dep_file": STATE_FILE,
+    "backend": "sqlite3",          # the backend that keeps both records when two runs overlap
+    "continue": True,              # one failing service does not stop the others
+    "reporter": BuildReporter,
+    "default_tasks": ["build_all"],
+}
+
+
+# --- loading, once per doit run ------------------------------------------------------------
+
+def current_project() -> Project:
+    """The project of the current folder with doit's and the environment's overrides."""
+    variables = tuple((key, get_var(key)) for key in OVERRIDABLE)
+    environment = tuple((key, value) for key, value in os.environ.items() if key.startswith("BUILDLIB_"))
+    return _load(Path.cwd(), variables, environment)
+
+
+@functools.cache
+def _load(root: Path, variables: tuple, environment: tuple) -> Project:
+    try:
+        project = load_project(load_settings(root, dict(variables), dict(environment)))
+        engine.ping()
+    except BuildlibError as error:
+        # doit prints these as one line, without a traceback, and exits 3.
+        raise InvalidDodoFile(str(error)) from None
+    return project
+
+
+def git_revision(root: Path) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+# --- actions and uptodate checks -----------------------------------------------------------
+
+def image_present(ref: str) -> bool:
+    try:
+        return engine.inspect(ref) is not None
+    except BuildlibError:
+        return False   # the action will meet the same problem and say it
+
+
+def run_prefetch(image: ExternalImage, mirrors: tuple[str, ...]):
+    try:
+        return {"source": build.prefetch(image, mirrors)}
+    except BuildlibError as error:
+        return TaskFailed(str(error))
+
+
+def build_is_current(task, values, service: Service, project: str, force: bool) -> bool:
+    """uptodate: the engine holds a valid image with today's inputs hash (force: never)."""
+    if force:
+        task.meta["reason"] = "force=1"
+        return False
+    try:
+        verdict = service_status(service, project, values)
+    except BuildlibError as error:
+        verdict = Verdict(ImageStatus.MISSING, str(error))
+    task.meta["reason"] = verdict.reason
+    return verdict.status is ImageStatus.OK
+
+
+def run_build(service: Service, project: str, force: bool, revision: str | None):
+    try:
+        return build.build(service, project, nocache=force, revision=revision)
+    except BuildlibError as error:
+        return TaskFailed(str(error))
+
+
+def refuse(message: str):
+    return TaskFailed(message)
+
+
+def remove_built_image(service: Service, project: str) -> None:
+    """clean: remove the service's image, only when buildlib built it for this service."""
+    attrs = engine.inspect(service.image)
+    labels = ((attrs or {}).get("Config") or {}).get("Labels") or {}
+    if labels.get(PROJECT_LABEL) == project and labels.get(SERVICE_LABEL) == service.name:
+        engine.remove(service.image)
+
+
+def previous_records(root: Path, names: list[str]) -> dict[str, dict]:
+    """Each service's last build record from the state file ({} when there is none)."""
+    path = root / STATE_FILE
+    if not path.exists():
+        return {}
+    state = Dependency(SqliteDB, str(path))
+    try:
+        return {name: state.get_values(f"build:{name}") for name in names}
+    finally:
+        state.close()
+
+
+def statuses(project: Project) -> list[dict]:
+    """service, status, image, reason for every service: the stable interface of `status`."""
+    records = previous_records(project.settings.root, project.names)
+    rows = []
+    for name in project.names:
+        image = project.settings.image(name)
+        if name in project.broken:
+            exists = engine.inspect(image) is not None
+            verdict = Verdict(ImageStatus.STALE if exists else ImageStatus.MISSING, project.broken[name])
+        else:
+            verdict = service_status(project.services[name], project.settings.project, records.get(name))
+        rows.append({"service": name, "status": verdict.status.value, "image": image, "reason": verdict.reason})
+    return rows
+
+
+def print_status(project: Project, output_format: str):
+    try:
+        rows = statuses(project)
+    except BuildlibError as error:
+        return TaskFailed(str(error))
+    if output_format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(tabulate([list(row.values()) for row in rows], headers=["service", "status", "image", "reason"]))
+    return None
+
+
+# --- task creators -------------------------------------------------------------------------
+
+def task_prefetch():
+    """Pull the external base images that the engine does not have (upstream, then mirrors)."""
+    project = current_project()
+    for image in project.external_images:
+        yield {
+            "name": image.ref,
+            "actions": [(run_prefetch, [image, project.settings.mirrors])],
+            "uptodate": [(image_present, [image.ref])],
+            "doc": f"pull {image.ref}" + (f" ({image.platform})" if image.platform else ""),
+        }
+
+
+def task_build():
+    """Build each service whose image is missing, invalid or stale (force=1: all, no layer cache)."""
+    project = current_project()
+    settings = project.settings
+    revision = git_revision(settings.root)
+    for name in project.names:
+        if name in project.broken:
+            yield {"name": name, "actions": [(refuse, [project.broken[name]])], "meta": {"service": name},
+                   "doc": f"build {settings.image(name)}"}
+            continue
+        service = project.services[name]
+        yield {
+            "name": name,
+            "actions": [(run_build, [service, settings.project, settings.force, revision])],
+            "uptodate": [(build_is_current, [service, settings.project, settings.force])],
+            "task_dep": [f"prefetch:{image.ref}" for image in service.external_images]
+                        + [f"build:{base}" for base in service.base_services],
+            "clean": [(remove_built_image, [service, settings.project])],
+            "meta": {"service": name},
+            "doc": f"build {service.image}",
+        }
+
+
+def task_build_all():
+    """Build every service that needs it, in dependency order."""
+    return {"actions": None, "task_dep": [f"build:{name}" for name in current_project().names]}
+
+
+def task_status():
+    """Print service, status, image and reason for every service (format=json for scripts)."""
+    output_format = get_var("format", "table")
+    if output_format not in ("table", "json"):
+        raise InvalidDodoFile(f"format={output_format}: must be table or json")
+    return {"actions": [(print_status, [current_project(), output_format])], "verbosity": 2, "uptodate": [False]}

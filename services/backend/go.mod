@@ -1,0 +1,3 @@
+module example.com/ai-infra/backend
+
+go 1.23

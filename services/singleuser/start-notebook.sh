@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "starting notebook for $(cat /etc/notebook-user)"
