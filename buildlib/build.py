@@ -43,9 +43,9 @@ def prefetch(image: ExternalImage, mirrors: tuple[str, ...]) -> str:
         except EngineError as error:
             tried.append(f"{mirror}: {_short(error)}")
             continue
-        # Builds and the inputs hash must see the name the Dockerfile uses.
+        # Builds and the inputs hash must see the name the Dockerfile uses. The mirror's own
+        # name stays: removing it would race with another run tagging from it.
         engine.tag(source, image.ref)
-        engine.remove(source)
         return mirror
     raise EngineError(f"base image {image.ref} could not be pulled ({'; '.join(tried)})")
 

@@ -46,20 +46,30 @@ def dockerignore_patterns(context: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def dockerfile_name(context: Path, dockerfile: Path) -> str:
+    """The Dockerfile's path in the context; docker-py sends one from outside under a name of its own."""
+    inside = dockerfile.resolve().is_relative_to(context.resolve())
+    return dockerfile.resolve().relative_to(context.resolve()).as_posix() if inside else ".dockerfile"
+
+
 def context_paths(context: Path, dockerfile: Path) -> list[str]:
     """The paths (files and folders) that a build of this context sends to the engine."""
     if not context.is_dir():
         raise BuildlibError(f"{context}: build context is not a folder")
-    inside = dockerfile.resolve().is_relative_to(context.resolve())
-    # docker-py sends a Dockerfile from outside the context under a name of its own.
-    name = dockerfile.resolve().relative_to(context.resolve()).as_posix() if inside else ".dockerfile"
-    return sorted(exclude_paths(str(context), dockerignore_patterns(context), dockerfile=name))
+    patterns = dockerignore_patterns(context)
+    return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile_name(context, dockerfile)))
 
 
 def file_digests(context: Path, dockerfile: Path) -> dict[str, str]:
-    """Path -> 'kind mode digest' for every path the context sends; symlinks by their target."""
+    """Path -> 'kind mode digest' for what the context sends, symlinks by their target.
+
+    The Dockerfile is left out: Inputs.dockerfile covers it, wherever it lives.
+    """
     digests = {}
+    skipped = dockerfile_name(context, dockerfile)
     for relative in context_paths(context, dockerfile):
+        if relative == skipped:
+            continue
         path = context / relative
         info = os.lstat(path)
         mode = f"{stat.S_IMODE(info.st_mode):o}"

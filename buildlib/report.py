@@ -95,7 +95,7 @@ class BuildReporter(ConsoleReporter):
             self.write(tabulate(rows, tablefmt="plain") + "\n")
             counts = [sum(1 for result, _, _ in self.results.values() if result == word)
                       for word in (BUILT, UP_TO_DATE, FAILED)]
-            self.write(f"{counts[0]} built, {counts[1]} up to date, {counts[2]} failed\n")
+            self.write(f"total: {counts[0]} built, {counts[1]} up to date, {counts[2]} failed\n")
         if self.runtime_errors:
             self.write("\n".join(self.runtime_errors) + "\n")
 

@@ -1,0 +1,89 @@
+"""Fixtures: a private copy of the sample repository per test, built on the real engine.
+
+Every test gets its own image tag (BUILDLIB_TAG), so tests can run side by side on one engine
+and share its layer cache; its images are removed afterwards.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SUMMARY_LINE = re.compile(r"^(\S+)\s+(built|up to date|failed)\b")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def results(self) -> dict[str, str]:
+        """service -> built / up to date / failed, from the summary the run ends with."""
+        return {m[1]: m[2] for line in self.stderr.splitlines() if (m := SUMMARY_LINE.match(line))}
+
+    def built(self) -> set[str]:
+        return {service for service, result in self.results().items() if result == "built"}
+
+
+class Repo:
+    """A copy of the sample repository in a temporary folder, with its own tag."""
+
+    def __init__(self, path: Path, tag: str, client: docker.APIClient):
+        self.path, self.tag, self.client = path, tag, client
+
+    def doit(self, *args: str, env: dict | None = None) -> Run:
+        environment = {**os.environ, "BUILDLIB_TAG": self.tag, **(env or {})}
+        done = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
+                              capture_output=True, text=True, timeout=600)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def status(self) -> dict[str, dict]:
+        run = self.doit("status", "format=json")
+        assert run.returncode == 0, run.stderr
+        return {row["service"]: row for row in json.loads(run.stdout)}
+
+    def image(self, service: str) -> str:
+        return f"ai-infra-{service}:{self.tag}"
+
+    def inspect(self, service: str) -> dict:
+        return self.client.inspect_image(self.image(service))
+
+    def edit(self, relative: str, text: str) -> None:
+        path = self.path / relative
+        path.write_text(path.read_text() + text)
+
+    def remove_images(self) -> None:
+        for image in self.client.images(filters={"label": "io.buildlib.project=ai-infra"}):
+            for ref in image.get("RepoTags") or []:
+                if ref.endswith(f":{self.tag}"):
+                    self.client.remove_image(ref, force=True)
+
+
+@pytest.fixture(scope="session")
+def client() -> docker.APIClient:
+    if not os.environ.get("DOCKER_HOST"):
+        pytest.skip("no engine: run the tests through scripts/test, which starts one")
+    return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+
+
+@pytest.fixture
+def repo(tmp_path: Path, client: docker.APIClient):
+    path = tmp_path / "repo"
+    path.mkdir()
+    shutil.copytree(ROOT / "services", path / "services")
+    for name in ("pyproject.toml", "dodo.py"):
+        shutil.copy(ROOT / name, path / name)
+    repo = Repo(path, f"t-{uuid.uuid4().hex[:10]}", client)
+    yield repo
+    repo.remove_images()
