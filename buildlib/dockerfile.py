@@ -107,9 +107,6 @@ class _Analyser:
         self.declared: set[str] = set()
 
     def run(self, steps: list[Instruction], target: str | None) -> Analysis:
-        stage_lines = [step.line for step in steps if step.keyword == "FROM"]
-        if not stage_lines:
-            raise DockerfileError(self.path, None, "has no FROM instruction")
         all_names = self._stage_names(steps)
         stages: list[str | None] = []
         images: list[list[ImageUse]] = []   # per stage
@@ -129,6 +126,8 @@ class _Analyser:
                 self._declare(step, stage_args, self.global_args)
             elif step.keyword in ("COPY", "ADD", "RUN"):
                 images[-1].extend(self._from_flags(step, stages, all_names, stage_args))
+        if not stages:
+            raise DockerfileError(self.path, None, "has no FROM instruction")
         reached = self._target_index(stages, target) + 1
         uses = tuple(use for stage in images[:reached] for use in stage)
         return Analysis(tuple(stages), uses, frozenset(self.declared))

@@ -1,0 +1,84 @@
+"""The build context and the inputs hash: Docker's .dockerignore rules, stable digests, reasons."""
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from docker.utils import tar
+from hypothesis import given, settings, strategies as st
+
+from buildlib.context import Inputs, changes, context_paths, file_digests
+
+
+def make_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def inputs(root: Path, **overrides) -> Inputs:
+    values = dict(files=file_digests(root, root / "Dockerfile"), dockerfile="d", args={}, target=None,
+                  platform=None, bases={"alpine:3.20": "sha256:1"})
+    return Inputs(**{**values, **overrides})
+
+
+def test_context_is_what_docker_py_sends(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a", ".dockerignore": "docs\n*.md\n!KEEP.md\n# c\n",
+                         "docs/a.txt": "", "README.md": "", "KEEP.md": "", "src/x.go": ""})
+    with tar(str(tmp_path), exclude=["docs", "*.md", "!KEEP.md"], dockerfile=("Dockerfile", None)) as archive:
+        sent = {member.name for member in tarfile.open(fileobj=archive).getmembers()}
+    assert set(context_paths(tmp_path, tmp_path / "Dockerfile")) == sent
+    assert "README.md" not in sent and "KEEP.md" in sent
+
+
+def test_same_sources_give_the_same_hash_in_any_folder(tmp_path):
+    files = {"Dockerfile": "FROM a", "src/main.go": "package main", ".dockerignore": "*.log\n"}
+    make_tree(tmp_path / "one", files)
+    make_tree(tmp_path / "elsewhere/two", files)
+    assert inputs(tmp_path / "one").digest == inputs(tmp_path / "elsewhere/two").digest
+
+
+def test_mode_and_content_enter_the_hash_ignored_files_do_not(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a", "run.sh": "echo", ".dockerignore": "*.log\n"})
+    before = inputs(tmp_path)
+    (tmp_path / "debug.log").write_text("noise")
+    assert inputs(tmp_path).digest == before.digest
+    os.chmod(tmp_path / "run.sh", 0o755)
+    assert changes(before.as_record(), inputs(tmp_path)) == ["run.sh changed"]
+
+
+def test_reasons_name_what_changed(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a", "a": "1", "b": "2"})
+    before = inputs(tmp_path).as_record()
+    (tmp_path / "a").write_text("changed")
+    (tmp_path / "b").unlink()
+    (tmp_path / "c").write_text("new")
+    now = inputs(tmp_path, args={"V": "2"}, bases={"alpine:3.20": "sha256:2"}, platform="linux/arm64")
+    assert changes(before, now) == ["a changed", "c added", "b removed", "build arg V changed",
+                                    "platform changed to linux/arm64", "base alpine:3.20 changed"]
+
+
+def test_many_changed_files_are_summed_up(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a", **{f"f{i}": "" for i in range(5)}})
+    before = inputs(tmp_path).as_record()
+    for i in range(5):
+        (tmp_path / f"f{i}").write_text("x")
+    assert changes(before, inputs(tmp_path)) == ["f0, f1, f2 and 2 more changed"]
+
+
+NAMES = st.sampled_from(["a.txt", "b.md", "src/c.go", "src/d.md", "docs/e.txt", "docs/f/g.md", "h.log"])
+PATTERNS = st.sampled_from(["*.md", "docs", "src/*.md", "!src/d.md", "**/*.md", "*.log", "docs/f", "!docs/f/g.md"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(NAMES, min_size=1), st.lists(PATTERNS, max_size=4))
+def test_dockerignore_matches_docker_py_for_any_rules(tmp_path_factory, names, patterns):
+    root = tmp_path_factory.mktemp("ctx")
+    make_tree(root, {"Dockerfile": "FROM a", ".dockerignore": "\n".join(patterns) + "\n",
+                     **{name: name for name in names}})
+    with tar(str(root), exclude=list(patterns), dockerfile=("Dockerfile", None)) as archive:
+        sent = {member.name for member in tarfile.open(fileobj=archive).getmembers()}
+    assert set(context_paths(root, root / "Dockerfile")) == sent
+    shutil.rmtree(root)

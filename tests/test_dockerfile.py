@@ -1,0 +1,138 @@
+"""Dockerfile analysis follows Docker's rules, including where dockerfile-parse does not."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from buildlib.dockerfile import analyse, expand, instructions
+from buildlib.errors import DockerfileError
+
+
+def refs(text: str, args: dict | None = None, target: str | None = None) -> list[str]:
+    return [use.ref for use in analyse(text.encode(), "Dockerfile", args or {}, target).images]
+
+
+def error(text: str | bytes, args: dict | None = None) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    with pytest.raises(DockerfileError) as caught:
+        analyse(data, "svc/Dockerfile", args or {})
+    return str(caught.value)
+
+
+def test_arg_before_from_default_and_override():
+    text = "ARG V=3.11\nFROM python:${V}-alpine\n"
+    assert refs(text) == ["python:3.11-alpine"]
+    assert refs(text, {"V": "3.12"}) == ["python:3.12-alpine"]
+
+
+def test_default_and_alternative_value_forms():
+    assert refs("ARG A\nFROM golang:${A:-1.23}-alpine\n") == ["golang:1.23-alpine"]
+    assert refs("ARG A=\nFROM golang:${A:-1.23}\n") == ["golang:1.23"]
+    assert refs("ARG R=x\nFROM ${R:+127.0.0.1:5000/}alpine:3.20\n") == ["127.0.0.1:5000/alpine:3.20"]
+    assert refs("ARG R=\nFROM ${R:+127.0.0.1:5000/}alpine:3.20\n") == ["alpine:3.20"]
+
+
+def test_empty_registry_arg_is_a_value():
+    text = "ARG REGISTRY=\nARG TAG=latest\nFROM ${REGISTRY}ai-infra-hub:${TAG}\n"
+    assert refs(text) == ["ai-infra-hub:latest"]
+    assert refs(text, {"REGISTRY": "reg:5000/", "TAG": "v1"}) == ["reg:5000/ai-infra-hub:v1"]
+
+
+def test_only_global_args_reach_from():
+    assert "which is not declared before FROM" in error("FROM alpine\nARG V=1\nFROM python:$V\n")
+
+
+def test_in_stage_arg_does_not_shadow_for_copy_from_scope():
+    text = "ARG SRC=busybox:1\nFROM alpine\nARG SRC=busybox:2\nCOPY --from=${SRC} /a /b\n"
+    assert refs(text) == ["alpine", "busybox:2"]
+
+
+def test_platform_flag_with_equals_is_kept_and_space_form_is_refused():
+    [use] = analyse(b"ARG P=linux/arm64\nFROM --platform=$P alpine:3.20\n", "Dockerfile", {}).images
+    assert (use.ref, use.platform) == ("alpine:3.20", "linux/arm64")
+    assert "--platform=VALUE" in error("ARG P=linux/amd64\nFROM --platform $P alpine:3.20\n")
+
+
+def test_stages_are_case_insensitive_and_not_images():
+    text = ("FROM golang:1.23-alpine AS Builder\nFROM builder AS test\n"
+            "FROM scratch\nCOPY --from=BUILDER /a /a\nCOPY --from=0 /b /b\nCOPY --from=nginx:1 /c /c\n")
+    assert refs(text) == ["golang:1.23-alpine", "nginx:1"]
+
+
+def test_run_mount_from_names_an_image_or_a_stage():
+    text = ("FROM alpine AS base\nFROM alpine\n"
+            "RUN --mount=type=bind,from=base,target=/x --mount=type=bind,from=node:20,target=/y true\n")
+    assert refs(text) == ["alpine", "alpine", "node:20"]
+
+
+def test_target_limits_the_stages_reached():
+    text = "FROM golang AS build\nFROM alpine AS runtime\nFROM busybox AS debug\n"
+    assert refs(text, target="RUNTIME") == ["golang", "alpine"]
+    with pytest.raises(DockerfileError, match="target stage 'nope' is not defined"):
+        analyse(text.encode(), "Dockerfile", {}, "nope")
+
+
+def test_heredoc_bodies_are_not_instructions():
+    text = "FROM alpine\nRUN <<EOF\nFROM evil:latest\necho hi\nEOF\nCOPY <<-A <<B /x\n\tFROM a\n\tA\nFROM b\nB\n"
+    assert refs(text) == ["alpine"]
+    assert "heredoc <<EOF is never closed" in error("FROM alpine\nRUN <<EOF\necho\n")
+
+
+def test_blank_lines_and_comments_inside_a_continuation():
+    steps = instructions(b"FROM alpine\nRUN echo a \\\n\n# note\n  && echo b\nCOPY x y\n", "Dockerfile")
+    assert [(step.keyword, step.line) for step in steps] == [("FROM", 1), ("RUN", 2), ("COPY", 6)]
+
+
+def test_escape_directive():
+    steps = instructions(b"# escape=`\nFROM alpine\nRUN echo a `\n  && echo b\n", "Dockerfile")
+    assert [step.keyword for step in steps] == ["FROM", "RUN"]
+
+
+def test_set_versus_non_empty():
+    assert expand("${A-x}", {"A": ""}, "Dockerfile", 1, strict=True) == ""
+    assert expand("${A:-x}", {"A": ""}, "Dockerfile", 1, strict=True) == "x"
+    assert expand("${A-x}", {"A": None}, "Dockerfile", 1, strict=True) == "x"
+    assert expand("${A+y}", {"A": ""}, "Dockerfile", 1, strict=True) == "y"
+    assert expand("${A:+y}", {"A": ""}, "Dockerfile", 1, strict=True) == ""
+    with pytest.raises(DockerfileError, match="A: set it"):
+        expand("${A:?set it}", {}, "Dockerfile", 1, strict=True)
+
+
+def test_escaped_dollar_is_literal():
+    assert expand(r"a\$b", {}, "Dockerfile", 1, strict=True) == "a$b"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "svc/Dockerfile: is empty"),
+    (b"FROM a\x00\n", "svc/Dockerfile: is not a text file"),
+    (b"FROM \xff\xfe\n", "svc/Dockerfile: is not a text file (not UTF-8)"),
+    ("# nothing\nLABEL a=b\n", "svc/Dockerfile:2: LABEL before the first FROM (only ARG may come first)"),
+    ("RUN true\n", "svc/Dockerfile:1: RUN before the first FROM"),
+    ("ARG X=1\n", "svc/Dockerfile: has no FROM instruction"),
+    ("ARG V\nFROM python:$V\n", "svc/Dockerfile:2: FROM uses $V, which is declared without a value"),
+    ("FROM a AS one\nCOPY --from=two /x /y\nFROM b AS two\n",
+     "svc/Dockerfile:2: stage 'two' is used before it is defined"),
+    ("FROM a AS one\nFROM two\nFROM b AS two\n", "svc/Dockerfile:2: stage 'two' is used before it is defined"),
+    ("FROM a\nCOPY --from=1 /x /y\nFROM b\n", "svc/Dockerfile:2: --from=1: stage 1 is not defined before this one"),
+    ("FROM a AS 1x\n", "svc/Dockerfile:1: '1x' is not a valid stage name"),
+    ("FROM a b\n", "svc/Dockerfile:1: FROM takes an image and an optional 'AS name'"),
+    ("FROM a\nFORM b\n", "svc/Dockerfile:2: unknown instruction 'FORM'"),
+    ("FROM ${X\n", "svc/Dockerfile:1: missing '}'"),
+])
+def test_malformed_dockerfiles_name_file_and_line(text, message):
+    assert error(text).startswith(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_our_error(data):
+    try:
+        analyse(data, "Dockerfile", {})
+    except DockerfileError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="$\\"), max_size=40))
+def test_text_without_variables_expands_to_itself(word):
+    assert expand(word, {}, "Dockerfile", 1, strict=True) == word

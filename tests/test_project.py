@@ -1,0 +1,70 @@
+"""The sample platform as buildlib sees it: services, their bases, the graph."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from buildlib.errors import SettingsError
+from buildlib.project import ExternalImage, load_project
+from buildlib.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "services", tmp_path / "services")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def project_of(root: Path, **variables):
+    return load_project(load_settings(root, variables, {}))
+
+
+def test_sample_platform(sample):
+    project = project_of(sample)
+    assert project.broken == {}
+    assert len(project.names) == 8
+    assert project.services["singleuser"].base_services == ("jupyterhub",)
+    assert project.services["singleuser"].base_images == ("ai-infra-jupyterhub:v0.1.0",)
+    assert project.services["jupyterhub"].base_images == ("python:3.12-alpine",)    # the settings' override
+    assert project.services["apphub"].base_images == ("alpine:3.20", "busybox:1.36")
+    assert ExternalImage("alpine:3.20", "linux/amd64") in project.external_images
+    assert {image.ref for image in project.external_images} == {
+        "alpine:3.20", "busybox:1.36", "golang:1.23-alpine", "nginx:1.27-alpine", "node:20-alpine",
+        "postgres:16-alpine", "python:3.12-alpine"}
+
+
+def test_registry_and_tag_flow_into_the_chain(sample):
+    project = project_of(sample, tag="v2", registry="127.0.0.1:5000/team")
+    singleuser = project.services["singleuser"]
+    assert singleuser.image == "127.0.0.1:5000/team/ai-infra-singleuser:v2"
+    assert singleuser.base_images == ("127.0.0.1:5000/team/ai-infra-jupyterhub:v2",)
+    assert singleuser.hashed_args == {"REGISTRY": "127.0.0.1:5000/team/", "TAG": "v2", "NOTEBOOK_USER": "jovyan"}
+
+
+def test_broken_services_are_recorded_not_fatal(sample):
+    (sample / "services/nginx/Dockerfile").write_text("RUN x\n")
+    (sample / "services/Bad Name").mkdir()
+    (sample / "services/Bad Name/Dockerfile").write_text("FROM alpine\n")
+    project = project_of(sample)
+    assert project.broken["nginx"] == "services/nginx/Dockerfile:1: RUN before the first FROM (only ARG may come first)"
+    assert "'Bad Name' cannot be part of an image name" in project.broken["Bad Name"]
+    assert "backend" in project.services
+
+
+def test_services_built_from_each_other_are_refused(sample):
+    (sample / "services/jupyterhub/Dockerfile").write_text("ARG TAG\nFROM ai-infra-singleuser:${TAG}\n")
+    project = project_of(sample)
+    assert "built from each other" in project.broken["singleuser"]
+    assert "built from each other" in project.broken["jupyterhub"]
+
+
+def test_settings_for_a_service_without_a_folder(sample):
+    with open(sample / "pyproject.toml", "a") as file:
+        file.write('\n[tool.buildlib.services.ghost]\ntarget = "x"\n')
+    with pytest.raises(SettingsError, match=r"\[tool.buildlib.services.ghost\]: no folder services/ghost"):
+        project_of(sample)

@@ -1,0 +1,64 @@
+"""Settings: command line over environment over pyproject.toml, and one clear line per mistake."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from buildlib.errors import SettingsError
+from buildlib.settings import ServiceSettings, load_settings
+
+BASE = '[tool.buildlib]\nproject = "ai-infra"\ntag = "v0.1.0"\n'
+
+
+def settings_of(tmp_path: Path, text: str, variables: dict | None = None, environ: dict | None = None):
+    (tmp_path / "pyproject.toml").write_text(text)
+    return load_settings(tmp_path, variables or {}, environ or {})
+
+
+def test_command_line_beats_environment_beats_file(tmp_path):
+    assert settings_of(tmp_path, BASE).tag == "v0.1.0"
+    assert settings_of(tmp_path, BASE, environ={"BUILDLIB_TAG": "env"}).tag == "env"
+    assert settings_of(tmp_path, BASE, {"tag": "cli"}, {"BUILDLIB_TAG": "env"}).tag == "cli"
+    assert settings_of(tmp_path, BASE, {"force": "1"}).force is True
+    assert settings_of(tmp_path, BASE, environ={"BUILDLIB_FORCE": "no"}).force is False
+
+
+def test_image_names(tmp_path):
+    settings = settings_of(tmp_path, BASE, {"registry": "127.0.0.1:5000/team"})
+    assert settings.image("backend") == "127.0.0.1:5000/team/ai-infra-backend:v0.1.0"
+    assert settings_of(tmp_path, BASE).image("backend") == "ai-infra-backend:v0.1.0"
+
+
+def test_service_overrides(tmp_path):
+    text = BASE + '[tool.buildlib.services.hub]\ntarget = "runtime"\nargs = { PY = "3.12" }\n'
+    assert settings_of(tmp_path, text).for_service("hub") == ServiceSettings(target="runtime", args={"PY": "3.12"})
+    assert settings_of(tmp_path, text).for_service("other") == ServiceSettings()
+
+
+@pytest.mark.parametrize("text, variables, message", [
+    (BASE + "colour = 1\n", {}, "unknown key 'colour'"),
+    (BASE + "mirrors = 'x'\n", {}, "mirrors: must be a list of strings"),
+    (BASE + "mirrors = [1]\n", {}, "mirrors: must be a list of strings"),
+    ('[tool.buildlib]\nproject = 3\n', {}, "project: must be a string, not 3"),
+    ('[tool.buildlib]\ntag = "x"\n', {}, "missing key 'project'"),
+    (BASE + "[tool.buildlib.services.a]\nimage = 'x'\n", {}, "[tool.buildlib.services.a]: unknown key 'image'"),
+    (BASE + "[tool.buildlib.services.a]\nargs = { N = 1 }\n", {}, "args.N: must be a string, not 1"),
+    (BASE, {"tag": "bad tag"}, "tag 'bad tag': not a valid image tag"),
+    (BASE, {"tag": ".hidden"}, "not a valid image tag"),
+    (BASE, {"registry": "http://x"}, "registry 'http://x': not a registry address"),
+    (BASE, {"force": "maybe"}, "force=maybe: must be 1 or 0"),
+    ('[tool.buildlib]\nproject = "AI"\n', {}, "project 'AI': not a valid image name"),
+    ("[tool.other]\n", {}, "no [tool.buildlib] table"),
+    ("[tool.buildlib\n", {}, "not valid TOML"),
+])
+def test_mistakes_are_one_line_naming_the_key(tmp_path, text, variables, message):
+    with pytest.raises(SettingsError) as caught:
+        settings_of(tmp_path, text, variables)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_pyproject(tmp_path):
+    with pytest.raises(SettingsError, match="pyproject.toml: not found"):
+        load_settings(tmp_path, {}, {})
