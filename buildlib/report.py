@@ -38,6 +38,7 @@ class BuildReporter(ConsoleReporter):
         self.started: dict[str, float] = {}
         self.reasons: dict[str, str] = {}
         self.total = 0
+        self.begun = 0   # services started or found up to date, for [k/N]
 
     def initialize(self, tasks, selected_tasks):
         reached, todo = set(), list(selected_tasks or [])
@@ -52,9 +53,10 @@ class BuildReporter(ConsoleReporter):
         self.started[task.name] = time.monotonic()
         service = service_of(task)
         if service:
+            self.begun += 1
             self.reasons[service] = (task.meta or {}).get("reason", "")
             why = f" ({self.reasons[service]})" if self.reasons[service] else ""
-            self.write(f"[{len(self.results) + 1}/{self.total}] building {service}{why}\n")
+            self.write(f"[{self.begun}/{self.total}] building {service}{why}\n")
         elif task.name.startswith("prefetch:"):
             self.write(f"pulling {task.name.partition(':')[2]}\n")
 
@@ -78,11 +80,14 @@ class BuildReporter(ConsoleReporter):
         service = service_of(task)
         if service:
             self.results[service] = (FAILED, message, self._elapsed(task))
+        elif isinstance(fail, UnmetDependency):
+            return   # a group such as build_all: its services already said what failed
         self.write(f"FAILED {service or task.name}: {message}\n")
 
     def skip_uptodate(self, task):
         service = service_of(task)
         if service:
+            self.begun += 1
             self.results[service] = (UP_TO_DATE, "", None)
 
     def skip_ignore(self, task):
@@ -99,5 +104,7 @@ class BuildReporter(ConsoleReporter):
         if self.runtime_errors:
             self.write("\n".join(self.runtime_errors) + "\n")
 
-    def _elapsed(self, task) -> float:
-        return time.monotonic() - self.started.get(task.name, time.monotonic())
+    def _elapsed(self, task) -> float | None:
+        """Seconds since the task started; None for a task that never started."""
+        started = self.started.get(task.name)
+        return None if started is None else time.monotonic() - started

@@ -139,3 +139,13 @@ def test_parallel_runs_give_the_same_images_as_a_serial_run(repo, tmp_path, clie
         assert run.built() == SERVICES
         assert hashes() == serial
         assert {row["status"] for row in repo.status().values()} == {"OK"}
+
+
+def test_clean_removes_only_images_buildlib_built(repo, client):
+    assert repo.doit("build:backend").returncode == 0
+    client.tag("alpine:3.20", "ai-infra-nginx", repo.tag)
+    run = repo.doit("clean", "build:backend", "build:nginx")
+    assert run.returncode == 0, run.stderr
+    assert client.images(name=repo.image("backend")) == []
+    assert client.images(name=repo.image("nginx")) != []
+    client.remove_image(repo.image("nginx"))
