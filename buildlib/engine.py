@@ -6,6 +6,7 @@ said no), each one line; docker-py's and requests' exceptions never escape.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Mapping
@@ -44,10 +45,16 @@ def _translated_errors(subject: str = "") -> Iterator[None]:
     except docker.errors.APIError as error:
         raise EngineError(f"{prefix}{error.explanation or error}") from None
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as error:
-        reason = str(error).split(": ", 1)[-1][:200] if "fetching server API version" in str(error) else str(error)[:200]
-        raise EngineUnavailable(f"cannot reach a Docker engine at {host()} ({reason}); {HOW_TO_POINT}") from None
+        raise EngineUnavailable(f"cannot reach a Docker engine at {host()} ({_os_reason(error)}); {HOW_TO_POINT}") from None
     except requests.exceptions.RequestException as error:
         raise EngineError(f"{prefix}{error}") from None
+
+
+def _os_reason(error: Exception) -> str:
+    """The operating system's words deep inside requests' and urllib3's wrapping, when there are any."""
+    text = str(error)
+    found = re.search(r"\[Errno \d+\] ([^'\")\]]+)", text) or re.search(r"Error\(\d+, '([^']+)'\)", text)
+    return found.group(1).strip() if found else text[:160]
 
 
 def ping() -> None:
