@@ -67,6 +67,7 @@ def git_revision(root: Path) -> str | None:
 # --- actions and uptodate checks -----------------------------------------------------------
 
 def image_present(ref: str) -> bool:
+    """uptodate of prefetch: the engine already has the image."""
     try:
         return engine.inspect(ref) is not None
     except BuildlibError:
@@ -74,6 +75,7 @@ def image_present(ref: str) -> bool:
 
 
 def run_prefetch(image: ExternalImage, mirrors: tuple[str, ...]):
+    """Action: pull one base image; the source it came from is kept in the state file."""
     try:
         return {"source": build.prefetch(image, mirrors)}
     except BuildlibError as error:
@@ -94,6 +96,7 @@ def build_is_current(task, values, service: Service, project: str, force: bool) 
 
 
 def run_build(service: Service, project: str, force: bool, revision: str | None):
+    """Action: build one service; its inputs are kept in the state file to explain the next rebuild."""
     try:
         return build.build(service, project, nocache=force, revision=revision)
     except BuildlibError as error:
@@ -101,6 +104,7 @@ def run_build(service: Service, project: str, force: bool, revision: str | None)
 
 
 def refuse(message: str):
+    """Action of a service that cannot be built (a malformed Dockerfile): fail with its one line."""
     return TaskFailed(message)
 
 
@@ -153,6 +157,7 @@ def _verdict(project: Project, name: str, record: dict | None, verdict_of) -> Ve
 
 
 def print_status(project: Project, output_format: str):
+    """Action of `status`: the only task that writes to stdout."""
     try:
         rows = statuses(project)
     except BuildlibError as error:
