@@ -1,2 +1,3 @@
 """doit tasks of this repository: buildlib does the work; see README.md."""
-from buildlib.tasks import DOIT_CONFIG, task_build, task_build_all, task_prefetch, task_status  # noqa: F401
+from buildlib.tasks import (  # noqa: F401
+    DOIT_CONFIG, task_build, task_build_all, task_lock, task_prefetch, task_status)

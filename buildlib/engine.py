@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import docker
 import requests
+from docker.auth import get_config_header, resolve_repository_name
 from docker.utils import kwargs_from_env, parse_repository_tag
 
 from .errors import EngineError, EngineUnavailable
@@ -44,10 +46,14 @@ def _translated_errors(subject: str = "") -> Iterator[None]:
         yield
     except docker.errors.APIError as error:
         raise EngineError(f"{prefix}{error.explanation or error}") from None
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as error:
+    except (requests.exceptions.RequestException, docker.errors.DockerException) as error:
+        # requests reports a read that timed out inside a stream as a ConnectionError.
+        if isinstance(error, requests.exceptions.Timeout) or "timed out" in str(error):
+            raise EngineError(f"{prefix}no answer in time") from None
+        if isinstance(error, requests.exceptions.RequestException) and not isinstance(
+                error, requests.exceptions.ConnectionError):
+            raise EngineError(f"{prefix}{_os_reason(error)}") from None
         raise EngineUnavailable(f"cannot reach a Docker engine at {host()} ({_os_reason(error)}); {HOW_TO_POINT}") from None
-    except requests.exceptions.RequestException as error:
-        raise EngineError(f"{prefix}{error}") from None
 
 
 def _os_reason(error: Exception) -> str:
@@ -77,13 +83,49 @@ def image_id(ref: str) -> str | None:
     return attrs["Id"] if attrs else None
 
 
-def pull(ref: str, platform: str | None = None) -> None:
-    """Pull one image; errors reported inside the progress stream become EngineError too."""
-    repository, tag = parse_repository_tag(ref)
+def pull(ref: str, platform: str | None, timeout: float, on_progress: Callable[[int, int], None]) -> None:
+    """Pull one image within timeout seconds; on_progress(bytes done, bytes known) as layers arrive.
+
+    docker-py's pull sets no timeout, and a stalled registry would hang it for ever; so this
+    makes the same request with one: no message for `timeout` seconds ends the attempt, and the
+    engine drops the pull when the connection closes. Errors inside the stream become EngineError.
+    """
+    repository, tag_name = parse_repository_tag(ref)
+    registry, _ = resolve_repository_name(repository)
+    api = client()
+    params = {"fromImage": repository, "tag": tag_name or "latest"}
+    if platform:
+        params["platform"] = platform
+    auth_header = get_config_header(api, registry)   # the user's Docker config, as docker-py reads it
+    headers = {"X-Registry-Auth": auth_header} if auth_header else {}
+    deadline = time.monotonic() + timeout
+    layers: dict[str, tuple[int, int]] = {}
     with _translated_errors(f"pull {ref}"):
-        for chunk in client().pull(repository, tag or "latest", stream=True, decode=True, platform=platform):
+        response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True,
+                             timeout=timeout)
+        api._raise_for_status(response)
+        for chunk in api._stream_helper(response, decode=True):
             if "error" in chunk:
                 raise EngineError(f"pull {ref}: {chunk['error']}")
+            detail = chunk.get("progressDetail") or {}
+            if chunk.get("status") == "Downloading" and detail.get("total"):
+                layers[chunk.get("id", "")] = (detail.get("current", 0), detail["total"])
+                on_progress(sum(done for done, _ in layers.values()), sum(total for _, total in layers.values()))
+            if time.monotonic() > deadline:
+                response.close()
+                raise EngineError(f"pull {ref}: timed out after {timeout:g}s")
+
+
+def registry_digest(ref: str) -> str:
+    """The digest a registry serves for a reference, without pulling it."""
+    with _translated_errors(f"look up {ref}"):
+        found = client().inspect_distribution(ref)
+    return found["Descriptor"]["digest"]
+
+
+def repo_digests(ref: str) -> list[str]:
+    """The repository digests the engine knows the image by ([] when there is no such image)."""
+    return (inspect(ref) or {}).get("RepoDigests") or []
 
 
 def tag(source: str, ref: str) -> None:

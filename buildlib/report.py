@@ -14,19 +14,15 @@ from doit.reporter import ConsoleReporter
 from tabulate import tabulate
 
 BUILT, UP_TO_DATE, FAILED = "built", "up to date", "failed"
+PULLED, PRESENT = "pulled", "already present"
 
 
 def service_of(task) -> str | None:
     return (task.meta or {}).get("service")
 
 
-def dependency_failure(bad_tasks: str) -> str:
-    """doit names the failed dependencies; say what they mean for this service."""
-    reasons = []
-    for name in bad_tasks.split():
-        kind, _, subject = name.partition(":")
-        reasons.append(f"base image {subject} could not be pulled" if kind == "prefetch" else f"{subject} failed")
-    return "not built: " + "; ".join(reasons)
+def base_image_of(task) -> str | None:
+    return (task.meta or {}).get("base_image")
 
 
 class BuildReporter(ConsoleReporter):
@@ -35,6 +31,8 @@ class BuildReporter(ConsoleReporter):
     def __init__(self, outstream, options):
         super().__init__(sys.stderr, options)
         self.results: dict[str, tuple[str, str, float | None]] = {}   # service -> result, reason, seconds
+        self.pulls: dict[str, tuple[str, str]] = {}    # base image -> pulled / already present / failed, detail
+        self.messages: dict[str, str] = {}             # failed task -> its one line
         self.started: dict[str, float] = {}
         self.reasons: dict[str, str] = {}
         self.total = 0
@@ -57,8 +55,6 @@ class BuildReporter(ConsoleReporter):
             self.reasons[service] = (task.meta or {}).get("reason", "")
             why = f" ({self.reasons[service]})" if self.reasons[service] else ""
             self.write(f"[{self.begun}/{self.total}] building {service}{why}\n")
-        elif task.name.startswith("prefetch:"):
-            self.write(f"pulling {task.name.partition(':')[2]}\n")
 
     def add_success(self, task):
         seconds = self._elapsed(task)
@@ -66,20 +62,22 @@ class BuildReporter(ConsoleReporter):
         if service:
             self.results[service] = (BUILT, self.reasons.get(service, ""), seconds)
             self.write(f"built {service} in {seconds:.1f}s\n")
-        elif task.name.startswith("prefetch:"):
-            source = (task.values or {}).get("source", "")
-            self.write(f"pulled {task.name.partition(':')[2]} from {source}\n")
+        elif base_image_of(task):
+            self.pulls[base_image_of(task)] = (PULLED, (task.values or {}).get("source", ""))
 
     def add_failure(self, task, fail):
         if isinstance(fail, UnmetDependency):
-            message = dependency_failure(fail.message)
+            message = self._dependency_failure(fail.message)
         elif isinstance(fail, TaskFailed):
             message = fail.message.strip()
         else:   # not an error a user made: keep the traceback for whoever fixes it
             message = fail.get_msg().strip()
+        self.messages[task.name] = message
         service = service_of(task)
         if service:
             self.results[service] = (FAILED, message, self._elapsed(task))
+        elif base_image_of(task):
+            self.pulls[base_image_of(task)] = (FAILED, message)
         elif isinstance(fail, UnmetDependency):
             return   # a group such as build_all: its services already said what failed
         self.write(f"FAILED {service or task.name}: {message}\n")
@@ -89,11 +87,27 @@ class BuildReporter(ConsoleReporter):
         if service:
             self.begun += 1
             self.results[service] = (UP_TO_DATE, "", None)
+        elif base_image_of(task):
+            self.pulls[base_image_of(task)] = (PRESENT, "")
 
     def skip_ignore(self, task):
         pass
 
+    def _dependency_failure(self, bad_tasks: str) -> str:
+        """doit names the failed dependencies; say what they mean for this service."""
+        reasons = []
+        for name in bad_tasks.split():
+            kind, _, subject = name.partition(":")
+            pulled = kind == "prefetch" and name in self.messages
+            reasons.append(self.messages[name] if pulled else f"not built: {subject} failed")
+        return "; ".join(reasons)
+
     def complete_run(self):
+        if self.pulls:
+            counts = [sum(1 for result, _ in self.pulls.values() if result == word) for word in (PULLED, PRESENT, FAILED)]
+            self.write("base images:\n" + tabulate([[len(self.pulls), *counts]], headers=["total", PULLED, PRESENT, FAILED]) + "\n")
+            for message in (detail for result, detail in sorted(self.pulls.values()) if result == FAILED):
+                self.write(f"  {message}\n")
         if self.results:
             rows = [(service, result, "" if seconds is None else f"{seconds:.1f}s", reason)
                     for service, (result, reason, seconds) in sorted(self.results.items())]

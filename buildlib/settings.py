@@ -35,6 +35,15 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class PullSettings:
+    """How base images are pulled, from [tool.buildlib.pull]."""
+    attempts: int = 3              # per source, for errors worth retrying
+    timeout: float = 300.0         # seconds one attempt may take, and may go without progress
+    backoff: float = 1.0           # seconds before the second attempt; doubled each time, with jitter
+    mirrors_first: bool = False    # try the mirrors before the upstream registry
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything buildlib needs to know about a repository, after all overrides."""
     root: Path
@@ -42,7 +51,8 @@ class Settings:
     services_dir: str = "services"
     tag: str = "latest"
     registry: str = ""
-    mirrors: tuple[str, ...] = ()
+    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # upstream registry -> mirrors
+    pull: PullSettings = PullSettings()
     force: bool = False
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
 
@@ -61,9 +71,17 @@ TOP_KEYS = {
     "services-dir": ("services_dir", str, "a string"),
     "tag": ("tag", str, "a string"),
     "registry": ("registry", str, "a string"),
-    "mirrors": ("mirrors", list, "a list of strings"),
+    "mirrors": ("mirrors", (list, dict), "a list of Docker Hub mirrors, or a table of lists per registry"),
+    "pull": ("pull", dict, "a table"),
     "services": ("services", dict, "a table"),
 }
+PULL_KEYS = {
+    "attempts": ("attempts", int, "a whole number"),
+    "timeout": ("timeout", (int, float), "a number of seconds"),
+    "backoff": ("backoff", (int, float), "a number of seconds"),
+    "mirrors-first": ("mirrors_first", bool, "true or false"),
+}
+DOCKER_HUB = "docker.io"
 SERVICE_KEYS = {
     "dockerfile": ("dockerfile", str, "a string"),
     "context": ("context", str, "a string"),
@@ -79,7 +97,8 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
     values = _check_keys(table, TOP_KEYS, "[tool.buildlib]")
     if "project" not in values:
         raise SettingsError("pyproject.toml [tool.buildlib]: missing key 'project' (images are named {project}-{service})")
-    values["mirrors"] = tuple(_string_list(values.get("mirrors", []), "[tool.buildlib] mirrors"))
+    values["mirrors"] = _mirrors(values.get("mirrors", []))
+    values["pull"] = _pull_settings(values.get("pull", {}))
     values["services"] = {
         name: _service_settings(name, sub) for name, sub in values.get("services", {}).items()}
     for key in OVERRIDABLE:
@@ -115,7 +134,7 @@ def _check_keys(table: dict, known: dict, where: str) -> dict:
         if key not in known:
             raise SettingsError(f"pyproject.toml {where}: unknown key '{key}' (known: {', '.join(known)})")
         name, expected, description = known[key]
-        if not isinstance(value, expected):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected in (int, (int, float))):
             raise SettingsError(f"pyproject.toml {where} {key}: must be {description}, not {value!r}")
         values[name] = value
     return values
@@ -125,6 +144,27 @@ def _string_list(value: list, where: str) -> list[str]:
     if not all(isinstance(item, str) for item in value):
         raise SettingsError(f"pyproject.toml {where}: must be a list of strings, not {value!r}")
     return value
+
+
+def _mirrors(value: list | dict) -> dict[str, tuple[str, ...]]:
+    """A plain list means Docker Hub's mirrors; a table names the registry each list stands in for."""
+    table = value if isinstance(value, dict) else {DOCKER_HUB: value}
+    mirrors = {}
+    for registry, addresses in table.items():
+        if not isinstance(addresses, list):
+            raise SettingsError(f"pyproject.toml [tool.buildlib] mirrors.{registry}: must be a list of strings")
+        mirrors[registry] = tuple(_string_list(addresses, f"[tool.buildlib] mirrors.{registry}"))
+    return mirrors
+
+
+def _pull_settings(table: dict) -> PullSettings:
+    values = _check_keys(table, PULL_KEYS, "[tool.buildlib.pull]")
+    for key in ("attempts", "timeout"):
+        if key in values and values[key] <= 0:
+            raise SettingsError(f"pyproject.toml [tool.buildlib.pull] {key}: must be more than 0, not {values[key]}")
+    if values.get("backoff", 0) < 0:
+        raise SettingsError(f"pyproject.toml [tool.buildlib.pull] backoff: must not be negative, not {values['backoff']}")
+    return PullSettings(**values)
 
 
 def _service_settings(name: str, table: object) -> ServiceSettings:
@@ -157,6 +197,6 @@ def _validate(settings: Settings) -> None:
             f"tag '{settings.tag}': not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -)")
     if settings.registry and not REGISTRY_PATTERN.fullmatch(settings.registry):
         raise SettingsError(f"registry '{settings.registry}': not a registry address like host[:port][/path]")
-    for mirror in settings.mirrors:
+    for mirror in (address for addresses in settings.mirrors.values() for address in addresses):
         if not REGISTRY_PATTERN.fullmatch(mirror):
             raise SettingsError(f"mirror '{mirror}': not a registry address like host[:port][/path]")

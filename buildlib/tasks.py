@@ -18,11 +18,12 @@ from doit.dependency import Dependency, SqliteDB
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from tabulate import tabulate
 
-from . import build, engine
+from . import build, engine, pull
 from .errors import BuildlibError
+from .lock import LOCK_FILE, read_lock, write_lock
 from .project import ExternalImage, Project, Service, load_project
 from .report import BuildReporter
-from .settings import OVERRIDABLE, load_settings
+from .settings import OVERRIDABLE, Settings, load_settings
 from .status import PROJECT_LABEL, SERVICE_LABEL, ImageStatus, Verdict, service_status
 
 STATE_FILE = ".doit.db"
@@ -66,20 +67,42 @@ def git_revision(root: Path) -> str | None:
 
 # --- actions and uptodate checks -----------------------------------------------------------
 
-def image_present(ref: str) -> bool:
-    """uptodate of prefetch: the engine already has the image."""
+def base_image_ready(ref: str, digest: str | None, force: bool) -> bool:
+    """uptodate of prefetch: the engine has the image (with the locked digest, when locked)."""
+    if force:
+        return False   # refresh moving tags
     try:
+        if digest:
+            return has_digest(ref, digest)
         return engine.inspect(ref) is not None
     except BuildlibError:
         return False   # the action will meet the same problem and say it
 
 
-def run_prefetch(image: ExternalImage, mirrors: tuple[str, ...]):
+def has_digest(ref: str, digest: str) -> bool:
+    return any(known.endswith(f"@{digest}") for known in engine.repo_digests(ref))
+
+
+def run_prefetch(image: ExternalImage, settings: Settings, digest: str | None, label: str):
     """Action: pull one base image; the source it came from is kept in the state file."""
     try:
-        return {"source": build.prefetch(image, mirrors)}
+        return {"source": pull.prefetch(image.ref, image.platform, settings.mirrors, settings.pull, digest, label)}
     except BuildlibError as error:
         return TaskFailed(str(error))
+
+
+def run_lock(project: Project):
+    """Action of `lock`: resolve every external image to its digest and write images.lock."""
+    settings, resolved, failures = project.settings, {}, []
+    for image in project.external_images:
+        try:
+            resolved[image.ref] = pull.resolve(image.ref, settings.mirrors, settings.pull)
+        except BuildlibError as error:
+            failures.append(str(error))
+    if failures:
+        return TaskFailed("; ".join(failures) + f" ({LOCK_FILE} left as it was)")
+    write_lock(settings.root, resolved)
+    return None
 
 
 def build_is_current(task, values, service: Service, project: str, force: bool) -> bool:
@@ -172,15 +195,26 @@ def print_status(project: Project, output_format: str):
 # --- task creators -------------------------------------------------------------------------
 
 def task_prefetch():
-    """Pull the external base images that the engine does not have (upstream, then mirrors)."""
+    """Pull the base images the engine lacks (upstream and mirrors, with retries; force=1: all)."""
     project = current_project()
-    for image in project.external_images:
+    settings = project.settings
+    lock = read_lock(settings.root)
+    images = project.external_images
+    for index, image in enumerate(images, 1):
+        digest = lock.get(image.ref)
         yield {
             "name": image.ref,
-            "actions": [(run_prefetch, [image, project.settings.mirrors])],
-            "uptodate": [(image_present, [image.ref])],
+            "actions": [(run_prefetch, [image, settings, digest, f"[{index}/{len(images)}] "])],
+            "uptodate": [(base_image_ready, [image.ref, digest, settings.force])],
+            "meta": {"base_image": image.ref},
             "doc": f"pull {image.ref}" + (f" ({image.platform})" if image.platform else ""),
         }
+
+
+def task_lock():
+    """Resolve every external base image to its digest and write images.lock."""
+    project = current_project()
+    return {"actions": [(run_lock, [project])], "uptodate": [False], "doc": f"write {LOCK_FILE}"}
 
 
 def task_build():
@@ -207,8 +241,8 @@ def task_build():
 
 
 def task_build_all():
-    """Build every service that needs it, in dependency order."""
-    return {"actions": None, "task_dep": [f"build:{name}" for name in current_project().names]}
+    """Pull every missing base image first, then build every service that needs it, in dependency order."""
+    return {"actions": None, "task_dep": ["prefetch"] + [f"build:{name}" for name in current_project().names]}
 
 
 def task_status():

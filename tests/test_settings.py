@@ -30,6 +30,14 @@ def test_image_names(tmp_path):
     assert settings_of(tmp_path, BASE).image("backend") == "ai-infra-backend:v0.1.0"
 
 
+def test_mirrors_per_registry_and_pull_settings(tmp_path):
+    assert settings_of(tmp_path, BASE + 'mirrors = ["m:5000"]\n').mirrors == {"docker.io": ("m:5000",)}
+    table = BASE + 'mirrors = { "docker.io" = ["a:1"], "ghcr.io" = ["b:2", "c:3"] }\n'
+    assert settings_of(tmp_path, table).mirrors == {"docker.io": ("a:1",), "ghcr.io": ("b:2", "c:3")}
+    pull = settings_of(tmp_path, BASE + "[tool.buildlib.pull]\nattempts = 5\ntimeout = 2.5\nmirrors-first = true\n").pull
+    assert (pull.attempts, pull.timeout, pull.backoff, pull.mirrors_first) == (5, 2.5, 1.0, True)
+
+
 def test_service_overrides(tmp_path):
     text = BASE + '[tool.buildlib.services.hub]\ntarget = "runtime"\nargs = { PY = "3.12" }\n'
     assert settings_of(tmp_path, text).for_service("hub") == ServiceSettings(target="runtime", args={"PY": "3.12"})
@@ -38,8 +46,12 @@ def test_service_overrides(tmp_path):
 
 @pytest.mark.parametrize("text, variables, message", [
     (BASE + "colour = 1\n", {}, "unknown key 'colour'"),
-    (BASE + "mirrors = 'x'\n", {}, "mirrors: must be a list of strings"),
-    (BASE + "mirrors = [1]\n", {}, "mirrors: must be a list of strings"),
+    (BASE + "mirrors = 'x'\n", {}, "mirrors: must be a list of Docker Hub mirrors, or a table of lists"),
+    (BASE + "mirrors = [1]\n", {}, "mirrors.docker.io: must be a list of strings"),
+    (BASE + "mirrors = { 'ghcr.io' = 'm' }\n", {}, "mirrors.ghcr.io: must be a list of strings"),
+    (BASE + "[tool.buildlib.pull]\nattempts = 0\n", {}, "[tool.buildlib.pull] attempts: must be more than 0"),
+    (BASE + "[tool.buildlib.pull]\nattempts = true\n", {}, "attempts: must be a whole number"),
+    (BASE + "[tool.buildlib.pull]\nretries = 2\n", {}, "[tool.buildlib.pull]: unknown key 'retries'"),
     ('[tool.buildlib]\nproject = 3\n', {}, "project: must be a string, not 3"),
     ('[tool.buildlib]\ntag = "x"\n', {}, "missing key 'project'"),
     (BASE + "[tool.buildlib.services.a]\nimage = 'x'\n", {}, "[tool.buildlib.services.a]: unknown key 'image'"),
