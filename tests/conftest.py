@@ -39,8 +39,8 @@ class Run:
 class Repo:
     """A copy of the sample repository in a temporary folder, with its own tag."""
 
-    def __init__(self, path: Path, tag: str, client: docker.APIClient):
-        self.path, self.tag, self.client = path, tag, client
+    def __init__(self, path: Path, tag: str, client: docker.APIClient, project: str = "ai-infra"):
+        self.path, self.tag, self.client, self.project = path, tag, client, project
 
     def doit(self, *args: str, env: dict | None = None) -> Run:
         environment = {**os.environ, "BUILDLIB_TAG": self.tag, **(env or {})}
@@ -54,7 +54,7 @@ class Repo:
         return {row["service"]: row for row in json.loads(run.stdout)}
 
     def image(self, service: str) -> str:
-        return f"ai-infra-{service}:{self.tag}"
+        return f"{self.project}-{service}:{self.tag}"
 
     def inspect(self, service: str) -> dict:
         return self.client.inspect_image(self.image(service))
@@ -64,7 +64,7 @@ class Repo:
         path.write_text(path.read_text() + text)
 
     def remove_images(self) -> None:
-        for image in self.client.images(filters={"label": "io.buildlib.project=ai-infra"}):
+        for image in self.client.images(filters={"label": f"io.buildlib.project={self.project}"}):
             for ref in image.get("RepoTags") or []:
                 if ref.endswith(f":{self.tag}"):
                     self.client.remove_image(ref, force=True)
@@ -87,3 +87,33 @@ def repo(tmp_path: Path, client: docker.APIClient):
     repo = Repo(path, f"t-{uuid.uuid4().hex[:10]}", client)
     yield repo
     repo.remove_images()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A name part of this test's own, for base images nobody else pulls."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path, client: docker.APIClient, uid: str):
+    """Write a repository of the given services (name -> Dockerfile) and [tool.buildlib] lines."""
+    made: list[Repo] = []
+
+    def make(services: dict[str, str], settings: str = "") -> Repo:
+        path = tmp_path / f"repo{len(made)}"
+        for name, dockerfile in services.items():
+            (path / "services" / name).mkdir(parents=True)
+            (path / "services" / name / "Dockerfile").write_text(dockerfile)
+        (path / "pyproject.toml").write_text(f'[tool.buildlib]\nproject = "bt{uid}"\n{settings}')
+        shutil.copy(ROOT / "dodo.py", path / "dodo.py")
+        made.append(Repo(path, "t", client, project=f"bt{uid}"))
+        return made[-1]
+
+    yield make
+    for repo in made:
+        repo.remove_images()
+    for image in client.images():
+        for ref in image.get("RepoTags") or []:
+            if uid in ref:
+                client.remove_image(ref, force=True)
