@@ -93,8 +93,13 @@ def prefetch(ref: str, platform: str | None, mirrors: Mapping[str, tuple[str, ..
             if digest and not any(found.endswith(f"@{digest}") for found in engine.repo_digests(source.ref)):
                 tried.append(f"{source.name}: served content other than {digest}")
                 continue
-            if source.ref != ref:
-                engine.tag(source.ref, ref)
+            if source.ref == ref:
+                return source.name
+            if "@" in ref:   # the engine refuses tags with digests, so the builder would not find it
+                tried.append(f"{source.name}: has it, but the engine cannot name it {ref}; "
+                             f"write the tag in the Dockerfile and pin it with `doit lock`")
+                continue
+            engine.tag(source.ref, ref)
             return source.name
         progress.finish(failure)
         tried.append(f"{source.name}: {failure}")

@@ -154,25 +154,29 @@ def previous_records(root: Path, names: list[str]) -> dict[str, dict]:
 def statuses(project: Project) -> list[dict]:
     """service, status, image, reason for every service: the stable interface of `status`."""
     records = previous_records(project.settings.root, project.names)
+    lock = read_lock(project.settings.root)
     verdicts: dict[str, Verdict] = {}
 
     def verdict_of(name: str) -> Verdict:
         if name not in verdicts:
-            verdicts[name] = _verdict(project, name, records.get(name), verdict_of)
+            verdicts[name] = _verdict(project, name, records.get(name), lock, verdict_of)
         return verdicts[name]
 
     return [{"service": name, "status": verdict_of(name).status.value, "image": project.settings.image(name),
              "reason": verdict_of(name).reason} for name in project.names]
 
 
-def _verdict(project: Project, name: str, record: dict | None, verdict_of) -> Verdict:
+def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], verdict_of) -> Verdict:
     if name in project.broken:
         exists = engine.inspect(project.settings.image(name)) is not None
         return Verdict(ImageStatus.STALE if exists else ImageStatus.MISSING, project.broken[name])
     service = project.services[name]
     verdict = service_status(service, project.settings.project, record)
     if verdict.status is ImageStatus.OK:
-        # A base that will be rebuilt makes this image out of date too, before its build shows it.
+        # A base that prefetch or a build will replace makes this image out of date too.
+        for image in service.external_images:
+            if image.ref in lock and not has_digest(image.ref, lock[image.ref]):
+                return Verdict(ImageStatus.STALE, f"base {image.ref} differs from {LOCK_FILE}")
         for base in service.base_services:
             if verdict_of(base).status is not ImageStatus.OK:
                 return Verdict(ImageStatus.STALE, f"base service {base} is {verdict_of(base).status.value}")

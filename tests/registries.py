@@ -132,7 +132,7 @@ class Proxy:
         self.listener.close()
 
 
-def seed_image(client: docker.APIClient, registry: str, path: str, marker: str) -> str:
+def seed_image(client: docker.APIClient, registry: str, path: str, marker: str, auth: dict | None = None) -> str:
     """Push a small image of its own content to registry/path (path as on Docker Hub: org/name:tag).
 
     Nothing of it stays in the engine, so a later pull must fetch it. Returns its registry digest.
@@ -141,8 +141,48 @@ def seed_image(client: docker.APIClient, registry: str, path: str, marker: str) 
     dockerfile = f"FROM alpine:3.20\nRUN echo {marker} > /marker\n".encode()
     for chunk in client.build(fileobj=io.BytesIO(dockerfile), tag=target, rm=True, decode=True):
         assert "error" not in chunk, chunk
-    for chunk in client.push(target, stream=True, decode=True):
+    for chunk in client.push(target, stream=True, decode=True, auth_config=auth):
         assert "error" not in chunk, chunk
-    digest = client.inspect_distribution(target)["Descriptor"]["digest"]
+    digest = client.inspect_distribution(target, auth_config=auth)["Descriptor"]["digest"]
     client.remove_image(target, force=True)
     return digest
+
+
+class LyingMirror:
+    """An HTTP front for a registry that answers requests for one manifest with another's bytes."""
+
+    def __init__(self, backend: str, lie_about: str, serve_instead: str):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.replace(lie_about, serve_instead)
+                request = urllib.request.Request(f"http://{backend}{path}", method=self.command,
+                                                 headers={"Accept": self.headers.get("Accept", "*/*")})
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        status, headers, body = answer.status, answer.headers, answer.read()
+                except urllib.error.HTTPError as error:
+                    status, headers, body = error.code, error.headers, error.read()
+                self.send_response(status)
+                for name in ("Content-Type", "Docker-Distribution-Api-Version"):
+                    if headers.get(name):
+                        self.send_header(name, headers[name])
+                if path != self.path:
+                    self.send_header("Docker-Content-Digest", lie_about)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()

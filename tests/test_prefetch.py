@@ -121,3 +121,73 @@ def test_an_image_no_source_has_fails_at_once_in_one_line(make_repo, registry, u
     assert failures[0].startswith(f"FAILED prefetch:{base}: base image {base} could not be pulled: ")
     assert failures[0].count("(not retried)") == 2
     assert run.results()["other"] in ("built", "up to date")
+
+
+def test_lock_pins_base_images_until_locked_again(make_repo, client, registry, uid):
+    base = f"buildlibtest/{uid}:1.0"
+    first = seed_image(client, registry.address, base, f"{uid}-one")
+    repo = make_repo({"app": f"FROM {base}\nRUN cat /marker\n"}, mirrors(registry.address) + FAST)
+    assert repo.doit("lock").returncode == 0
+    assert json.loads((repo.path / "images.lock").read_text())["images"] == {
+        base: {"digest": first, "source": registry.address}}
+    assert repo.doit("build_all").built() == {"app"}
+
+    # The mirror's tag moves to other content; a machine without the base still gets the locked one.
+    second = seed_image(client, registry.address, base, f"{uid}-two")
+    client.remove_image(base)
+    run = repo.doit("build_all")
+    assert run.returncode == 0, run.stderr
+    assert run.built() == set()
+    assert any(known.endswith(first) for known in client.inspect_image(base)["RepoDigests"])
+
+    assert repo.doit("lock").returncode == 0
+    assert repo.status()["app"]["reason"] == f"base {base} differs from images.lock"
+    run = repo.doit("build_all")
+    assert run.built() == {"app"}, run.stderr
+    assert any(known.endswith(second) for known in client.inspect_image(base)["RepoDigests"])
+
+
+def test_a_mirror_serving_other_content_for_a_pinned_digest_is_refused(make_repo, client, registry, uid):
+    from registries import LyingMirror
+    base = f"buildlibtest/{uid}:1.0"
+    pinned = seed_image(client, registry.address, base, f"{uid}-pinned")
+    other = seed_image(client, registry.address, f"buildlibtest/{uid}:other", f"{uid}-other")
+    liar = LyingMirror(registry.address, pinned, other)
+    repo = make_repo({"app": f"FROM {base}\n"}, mirrors(liar.address) + FAST)
+    (repo.path / "images.lock").write_text(json.dumps({"images": {base: {"digest": pinned, "source": "x"}}}))
+    run = repo.doit("build_all")
+    assert run.returncode != 0
+    assert f"{liar.address}: manifest verification failed for digest {pinned} (not retried)" in run.stderr
+    assert client.images(name=base) == []
+    liar.close()
+
+
+def test_credentials_come_from_the_docker_config_and_never_show(make_repo, client, tmp_path, uid):
+    import base64
+    import bcrypt
+    password = f"pw-{uid}-secret"
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"tester:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n")
+    locked = Registry(tmp_path / "locked", htpasswd)
+    base = f"buildlibtest/{uid}:1.0"
+    seed_image(client, locked.address, base, uid, auth={"username": "tester", "password": password})
+
+    def docker_config(secret: str) -> dict:
+        folder = tmp_path / f"config-{secret}"
+        folder.mkdir()
+        token = base64.b64encode(f"tester:{secret}".encode()).decode()
+        (folder / "config.json").write_text(json.dumps({"auths": {locked.address: {"auth": token}}}))
+        return {"DOCKER_CONFIG": str(folder)}
+
+    repo = make_repo({"app": f"FROM {base}\n"}, mirrors(locked.address) + FAST)
+    wrong = repo.doit("build_all", env=docker_config("wrong-password"))
+    assert wrong.returncode != 0
+    assert re.search(rf"{locked.address}: .*(unauthorized|authentication required).* \(not retried\)", wrong.stderr)
+    assert "wrong-password" not in wrong.stdout + wrong.stderr
+
+    run = repo.doit("build_all", env=docker_config(password))
+    assert run.returncode == 0, run.stderr
+    assert pulled(run) == [(base, locked.address)]
+    assert password not in run.stdout + run.stderr
+    assert password not in (repo.path / ".doit.db").read_bytes().decode(errors="replace")
+    locked.stop()
