@@ -68,17 +68,18 @@ def attempt(action: Callable[[], object], policy: PullSettings, sleep: Callable[
 
     Returns (result, None) or (None, 'reason (n attempts)').
     """
-    for number in range(1, policy.attempts + 1):
+    number = 0
+    while True:
+        number += 1
         try:
             return action(), None
         except EngineError as error:
             reason = short_reason(str(error).split(": ", 1)[-1])
             if is_permanent(reason):
                 return None, f"{reason} (not retried)"
-            if number == policy.attempts:
+            if number >= policy.attempts:
                 return None, f"{reason} ({number} attempt{'s' if number > 1 else ''})"
             sleep(policy.backoff * 2 ** (number - 1) * random.uniform(0.5, 1.5))
-    raise AssertionError("attempts must be at least 1")   # settings guarantee it
 
 
 def prefetch(ref: str, platform: str | None, mirrors: Mapping[str, tuple[str, ...]], policy: PullSettings,
