@@ -48,13 +48,18 @@ def current_project() -> Project:
 
 @functools.cache
 def _load(root: Path, variables: tuple, environment: tuple) -> Project:
-    try:
-        project = load_project(load_settings(root, dict(variables), dict(environment)))
-        engine.ping()
-    except BuildlibError as error:
-        # doit prints these as one line, without a traceback, and exits 3.
-        raise InvalidDodoFile(str(error)) from None
+    settings = as_doit_error(load_settings, root, dict(variables), dict(environment))
+    project = as_doit_error(load_project, settings)
+    as_doit_error(engine.ping)
     return project
+
+
+def as_doit_error(function, *args):
+    """Call function; a user's mistake becomes the error doit prints as one line (exit 3)."""
+    try:
+        return function(*args)
+    except BuildlibError as error:
+        raise InvalidDodoFile(str(error)) from None
 
 
 def git_revision(root: Path) -> str | None:
@@ -202,7 +207,7 @@ def task_prefetch():
     """Pull the base images the engine lacks (upstream and mirrors, with retries; force=1: all)."""
     project = current_project()
     settings = project.settings
-    lock = read_lock(settings.root)
+    lock = as_doit_error(read_lock, settings.root)
     images = project.external_images
     for index, image in enumerate(images, 1):
         digest = lock.get(image.ref)

@@ -149,3 +149,12 @@ def test_clean_removes_only_images_buildlib_built(repo, client):
     assert client.images(name=repo.image("backend")) == []
     assert client.images(name=repo.image("nginx")) != []
     client.remove_image(repo.image("nginx"))
+
+
+def test_a_damaged_lock_file_is_one_line(repo):
+    (repo.path / "images.lock").write_text("{not json")
+    run = repo.doit("build_all")
+    assert run.returncode == 3
+    assert run.stderr.strip().splitlines() == [
+        f"ERROR: {repo.path / 'images.lock'}: not a lock file buildlib can read "
+        "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); run `doit lock` again"]
