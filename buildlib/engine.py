@@ -123,9 +123,10 @@ def registry_digest(ref: str) -> str:
     return found["Descriptor"]["digest"]
 
 
-def repo_digests(ref: str) -> list[str]:
-    """The repository digests the engine knows the image by ([] when there is no such image)."""
-    return (inspect(ref) or {}).get("RepoDigests") or []
+def has_digest(ref: str, digest: str) -> bool:
+    """Whether the engine's image under ref is the one a registry serves as digest."""
+    known = (inspect(ref) or {}).get("RepoDigests") or []
+    return any(name.endswith(f"@{digest}") for name in known)
 
 
 def tag(source: str, ref: str) -> None:

@@ -21,6 +21,8 @@ from . import engine
 from .errors import EngineError
 from .settings import DOCKER_HUB, PullSettings
 
+CLEAR_LINE = "\r\033[K"   # back to the start of the terminal line, and erase it
+
 # An error whose message says one of these will not go away by asking again.
 PERMANENT = ("manifest unknown", "not found", "unauthorized", "authentication required", "denied",
              "invalid reference", "no such host", "no basic auth credentials", "does not exist",
@@ -39,7 +41,8 @@ class PullFailed(EngineError):
 
 def short_reason(message: str) -> str:
     """The engine's error without the request it made: 'connection refused', 'manifest ... not found'."""
-    parts = [part for i, part in enumerate(message.split(": ")) if i == 0 or part != message.split(": ")[i - 1]]
+    pieces = message.split(": ")
+    parts = [piece for i, piece in enumerate(pieces) if i == 0 or piece != pieces[i - 1]]
     if "dial tcp" in message:
         return parts[-1]
     return ": ".join(part for part in parts if not part.startswith(("Get \"", "Head \"")))
@@ -91,7 +94,7 @@ def prefetch(ref: str, platform: str | None, mirrors: Mapping[str, tuple[str, ..
         _, failure = attempt(lambda: engine.pull(source.ref, platform, policy.timeout, progress.update), policy)
         if failure is None:
             progress.finish()
-            if digest and not any(found.endswith(f"@{digest}") for found in engine.repo_digests(source.ref)):
+            if digest and not engine.has_digest(source.ref, digest):
                 tried.append(f"{source.name}: served content other than {digest}")
                 continue
             if source.ref == ref:
@@ -141,13 +144,13 @@ class Progress:
         if self.live and now - self.shown > 0.2:
             self.shown = now
             percent = f" ({100 * done // total}%)" if total else ""
-            self.stream.write(f"\r\033[Kpulling {self.title}: {_megabytes(done)}/{_megabytes(total)}{percent}")
+            self.stream.write(f"{CLEAR_LINE}pulling {self.title}: {_megabytes(done)}/{_megabytes(total)}{percent}")
             self.stream.flush()
 
     def finish(self, failure: str | None = None) -> None:
         seconds = time.monotonic() - self.started
         outcome = f"failed: {failure}" if failure else f"done, {_megabytes(self.bytes)} in {seconds:.1f}s"
-        self.stream.write(f"{chr(13) + chr(27) + '[K' if self.live else ''}pulling {self.title}: {outcome}\n")
+        self.stream.write(f"{CLEAR_LINE if self.live else ''}pulling {self.title}: {outcome}\n")
         self.stream.flush()
 
 

@@ -78,14 +78,10 @@ def base_image_ready(ref: str, digest: str | None, force: bool) -> bool:
         return False   # refresh moving tags
     try:
         if digest:
-            return has_digest(ref, digest)
+            return engine.has_digest(ref, digest)
         return engine.inspect(ref) is not None
     except BuildlibError:
         return False   # the action will meet the same problem and say it
-
-
-def has_digest(ref: str, digest: str) -> bool:
-    return any(known.endswith(f"@{digest}") for known in engine.repo_digests(ref))
 
 
 def run_prefetch(image: ExternalImage, settings: Settings, digest: str | None, label: str):
@@ -180,7 +176,7 @@ def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, s
     if verdict.status is ImageStatus.OK:
         # A base that prefetch or a build will replace makes this image out of date too.
         for image in service.external_images:
-            if image.ref in lock and not has_digest(image.ref, lock[image.ref]):
+            if image.ref in lock and not engine.has_digest(image.ref, lock[image.ref]):
                 return Verdict(ImageStatus.STALE, f"base {image.ref} differs from {LOCK_FILE}")
         for base in service.base_services:
             if verdict_of(base).status is not ImageStatus.OK:
