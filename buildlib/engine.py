@@ -84,42 +84,66 @@ def image_id(ref: str) -> str | None:
 
 
 def pull(ref: str, platform: str | None, timeout: float, on_progress: Callable[[int, int], None]) -> None:
-    """Pull one image within timeout seconds; on_progress(bytes done, bytes known) as layers arrive.
-
-    docker-py's pull sets no timeout, and a stalled registry would hang it for ever; so this
-    makes the same request with one: no message for `timeout` seconds ends the attempt, and the
-    engine drops the pull when the connection closes. Errors inside the stream become EngineError.
-    """
+    """Pull one image within timeout seconds; on_progress(bytes done, bytes known) as layers arrive."""
     repository, tag_name = parse_repository_tag(ref)
-    registry, _ = resolve_repository_name(repository)
-    api = client()
     params = {"fromImage": repository, "tag": tag_name or "latest"}
     if platform:
         params["platform"] = platform
-    auth_header = get_config_header(api, registry)   # the user's Docker config, as docker-py reads it
+    _stream(client()._url("/images/create"), repository, params, timeout, "Downloading", on_progress, f"pull {ref}")
+
+
+def push(ref: str, timeout: float, on_progress: Callable[[int, int], None]) -> str:
+    """Push one tag within timeout seconds; return the manifest digest the registry stored."""
+    repository, tag_name = parse_repository_tag(ref)
+    url = client()._url("/images/{0}/push", repository)
+    messages = _stream(url, repository, {"tag": tag_name or "latest"}, timeout, "Pushing", on_progress, f"push {ref}")
+    digests = [message["aux"]["Digest"] for message in messages if "Digest" in (message.get("aux") or {})]
+    if not digests:
+        raise EngineError(f"push {ref}: the engine did not report a digest")
+    return digests[-1]
+
+
+def _stream(url: str, repository: str, params: dict, timeout: float, moving: str,
+            on_progress: Callable[[int, int], None], subject: str) -> list[dict]:
+    """POST a pull or push and follow its messages; return the ones that are not progress.
+
+    docker-py's pull and push set no timeout, and a stalled registry would hang them for ever;
+    so this makes the same request with one: no message for `timeout` seconds ends the attempt,
+    and the engine drops the transfer when the connection closes. Errors inside the stream
+    become EngineError. Credentials come from the user's Docker config, as docker-py reads it.
+    """
+    api = client()
+    registry, _ = resolve_repository_name(repository)
+    auth_header = get_config_header(api, registry)
     headers = {"X-Registry-Auth": auth_header} if auth_header else {}
     deadline = time.monotonic() + timeout
     layers: dict[str, tuple[int, int]] = {}
-    with _translated_errors(f"pull {ref}"):
-        response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True,
-                             timeout=timeout)
+    kept = []
+    with _translated_errors(subject):
+        response = api._post_json(url, None, params=params, headers=headers, stream=True, timeout=timeout)
         api._raise_for_status(response)
         for chunk in api._stream_helper(response, decode=True):
             if "error" in chunk:
-                raise EngineError(f"pull {ref}: {chunk['error']}")
+                raise EngineError(f"{subject}: {chunk['error']}")
             detail = chunk.get("progressDetail") or {}
-            if chunk.get("status") == "Downloading" and detail.get("total"):
+            if chunk.get("status") == moving and detail.get("total"):
                 layers[chunk.get("id", "")] = (detail.get("current", 0), detail["total"])
                 on_progress(sum(done for done, _ in layers.values()), sum(total for _, total in layers.values()))
+            elif not detail:
+                kept.append(chunk)
             if time.monotonic() > deadline:
                 response.close()
-                raise EngineError(f"pull {ref}: timed out after {timeout:g}s")
+                raise EngineError(f"{subject}: timed out after {timeout:g}s")
+    return kept
 
 
-def registry_digest(ref: str) -> str:
-    """The digest a registry serves for a reference, without pulling it."""
+def registry_digest(ref: str) -> str | None:
+    """The digest a registry serves for a reference, without pulling it; None when it has none."""
     with _translated_errors(f"look up {ref}"):
-        found = client().inspect_distribution(ref)
+        try:
+            found = client().inspect_distribution(ref)
+        except docker.errors.NotFound:
+            return None
     return found["Descriptor"]["digest"]
 
 

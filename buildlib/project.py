@@ -31,6 +31,7 @@ class Service:
     base_images: tuple[str, ...]        # every image it uses, external or built here
     external_images: tuple[ExternalImage, ...]
     base_services: tuple[str, ...]      # services whose images it uses
+    internal_images: tuple[str, ...]    # the images of those services
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         target=own.target, platform=own.platform, build_args=build_args,
         hashed_args={key: value for key, value in build_args.items() if key in analysis.declared_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
-        base_services=tuple(sorted({images[ref] for ref in refs if ref in images})))
+        base_services=tuple(sorted({images[ref] for ref in refs if ref in images})),
+        internal_images=tuple(ref for ref in refs if ref in images))
 
 
 def _cycles(services: Mapping[str, Service]) -> dict[str, str]:

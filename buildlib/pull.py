@@ -1,18 +1,13 @@
-"""Pulling base images through bad networks: sources, retries worth making, digests, progress.
+"""Pulling base images through bad networks: sources, mirrors, digests.
 
 A base image is tried at each of its sources in turn (the upstream registry and its mirrors,
-in the order the settings give); each source gets a few attempts with exponential backoff and
-jitter, but only for errors that a retry can cure. Whatever a mirror serves is tagged with the
-original reference, so that builds and the inputs hash see one name.
+in the order the settings give), each with transfer.attempt's retries. Whatever a mirror serves
+is tagged with the original reference, so that builds and the inputs hash see one name.
 """
 from __future__ import annotations
 
-import os
-import random
-import sys
-import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 from docker.auth import resolve_repository_name
 from docker.utils import parse_repository_tag
@@ -20,13 +15,7 @@ from docker.utils import parse_repository_tag
 from . import engine
 from .errors import EngineError
 from .settings import DOCKER_HUB, PullSettings
-
-CLEAR_LINE = "\r\033[K"   # back to the start of the terminal line, and erase it
-
-# An error whose message says one of these will not go away by asking again.
-PERMANENT = ("manifest unknown", "not found", "unauthorized", "authentication required", "denied",
-             "invalid reference", "no such host", "no basic auth credentials", "does not exist",
-             "verification failed", "digest did not match")
+from .transfer import Progress, attempt
 
 
 @dataclass(frozen=True)
@@ -37,20 +26,6 @@ class Source:
 
 class PullFailed(EngineError):
     """Every source was tried; the message lists each one and what it answered."""
-
-
-def short_reason(message: str) -> str:
-    """The engine's error without the request it made: 'connection refused', 'manifest ... not found'."""
-    pieces = message.split(": ")
-    parts = [piece for i, piece in enumerate(pieces) if i == 0 or piece != pieces[i - 1]]
-    if "dial tcp" in message:
-        return parts[-1]
-    return ": ".join(part for part in parts if not part.startswith(("Get \"", "Head \"")))
-
-
-def is_permanent(message: str) -> bool:
-    lowered = message.lower()
-    return any(words in lowered for words in PERMANENT)
 
 
 def sources(ref: str, mirrors: Mapping[str, tuple[str, ...]], mirrors_first: bool,
@@ -64,25 +39,6 @@ def sources(ref: str, mirrors: Mapping[str, tuple[str, ...]], mirrors_first: boo
     upstream = Source(registry, f"{repository}{suffix}")
     from_mirrors = [Source(mirror, f"{mirror}/{path}{suffix}") for mirror in mirrors.get(registry, ())]
     return [*from_mirrors, upstream] if mirrors_first else [upstream, *from_mirrors]
-
-
-def attempt(action: Callable[[], object], policy: PullSettings, sleep: Callable[[float], None] = time.sleep):
-    """Run action, again after a growing pause while it fails with an error worth retrying.
-
-    Returns (result, None) or (None, 'reason (n attempts)').
-    """
-    number = 0
-    while True:
-        number += 1
-        try:
-            return action(), None
-        except EngineError as error:
-            reason = short_reason(str(error).split(": ", 1)[-1])
-            if is_permanent(reason):
-                return None, f"{reason} (not retried)"
-            if number >= policy.attempts:
-                return None, f"{reason} ({number} attempt{'s' if number > 1 else ''})"
-            sleep(policy.backoff * 2 ** (number - 1) * random.uniform(0.5, 1.5))
 
 
 def prefetch(ref: str, platform: str | None, mirrors: Mapping[str, tuple[str, ...]], policy: PullSettings,
@@ -115,44 +71,7 @@ def resolve(ref: str, mirrors: Mapping[str, tuple[str, ...]], policy: PullSettin
     tried = []
     for source in sources(ref, mirrors, policy.mirrors_first):
         digest, failure = attempt(lambda: engine.registry_digest(source.ref), policy)
-        if failure is None:
+        if digest:
             return digest, source.name
-        tried.append(f"{source.name}: {failure}")
+        tried.append(f"{source.name}: {failure or 'not found'}")
     raise PullFailed(f"base image {ref} could not be resolved: {'; '.join(tried)}")
-
-
-class Progress:
-    """One line per image on stderr: updated in place on a terminal, plain lines in CI.
-
-    Written to the process's real stderr: doit swaps sys.stderr while actions run.
-    """
-
-    def __init__(self, title: str):
-        self.title = title
-        self.stream = sys.__stderr__
-        self.live = self.stream.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
-        self.started = time.monotonic()
-        self.shown = 0.0
-        self.bytes = 0
-        if not self.live:
-            self.stream.write(f"pulling {title}\n")
-            self.stream.flush()
-
-    def update(self, done: int, total: int) -> None:
-        self.bytes = done
-        now = time.monotonic()
-        if self.live and now - self.shown > 0.2:
-            self.shown = now
-            percent = f" ({100 * done // total}%)" if total else ""
-            self.stream.write(f"{CLEAR_LINE}pulling {self.title}: {_megabytes(done)}/{_megabytes(total)}{percent}")
-            self.stream.flush()
-
-    def finish(self, failure: str | None = None) -> None:
-        seconds = time.monotonic() - self.started
-        outcome = f"failed: {failure}" if failure else f"done, {_megabytes(self.bytes)} in {seconds:.1f}s"
-        self.stream.write(f"{CLEAR_LINE if self.live else ''}pulling {self.title}: {outcome}\n")
-        self.stream.flush()
-
-
-def _megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB"

@@ -13,8 +13,9 @@ from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 from tabulate import tabulate
 
-BUILT, UP_TO_DATE, FAILED = "built", "up to date", "failed"
+BUILT, FROM_CACHE, UP_TO_DATE, FAILED = "built", "pulled from cache", "up to date", "failed"
 PULLED, PRESENT = "pulled", "already present"
+PUSHED, HELD = "pushed", "already in the registry"
 
 
 def service_of(task) -> str | None:
@@ -25,6 +26,10 @@ def base_image_of(task) -> str | None:
     return (task.meta or {}).get("base_image")
 
 
+def pushed_service_of(task) -> str | None:
+    return (task.meta or {}).get("pushed")
+
+
 class BuildReporter(ConsoleReporter):
     desc = "buildlib progress and summary, on stderr"
 
@@ -32,6 +37,7 @@ class BuildReporter(ConsoleReporter):
         super().__init__(sys.stderr, options)
         self.results: dict[str, tuple[str, str, float | None]] = {}   # service -> result, reason, seconds
         self.pulls: dict[str, tuple[str, str]] = {}    # base image -> pulled / already present / failed, detail
+        self.pushes: dict[str, tuple[str, str]] = {}   # service -> pushed / already in the registry / failed, detail
         self.messages: dict[str, str] = {}             # failed task -> its one line
         self.started: dict[str, float] = {}
         self.reasons: dict[str, str] = {}
@@ -59,11 +65,16 @@ class BuildReporter(ConsoleReporter):
     def add_success(self, task):
         seconds = self._elapsed(task)
         service = service_of(task)
+        values = task.values or {}
         if service:
-            self.results[service] = (BUILT, self.reasons.get(service, ""), seconds)
-            self.write(f"built {service} in {seconds:.1f}s\n")
+            result = FROM_CACHE if values.get("from_cache") else BUILT
+            reason = "; ".join(part for part in (self.reasons.get(service, ""), values.get("cache_note")) if part)
+            self.results[service] = (result, reason, seconds)
+            self.write(f"{result} {service} in {seconds:.1f}s\n")
         elif base_image_of(task):
-            self.pulls[base_image_of(task)] = (PULLED, (task.values or {}).get("source", ""))
+            self.pulls[base_image_of(task)] = (PULLED, values.get("source", ""))
+        elif pushed_service_of(task):
+            self.pushes[pushed_service_of(task)] = (PUSHED, "")
 
     def add_failure(self, task, fail):
         if isinstance(fail, UnmetDependency):
@@ -78,6 +89,8 @@ class BuildReporter(ConsoleReporter):
             self.results[service] = (FAILED, message, self._elapsed(task))
         elif base_image_of(task):
             self.pulls[base_image_of(task)] = (FAILED, message)
+        elif pushed_service_of(task):
+            self.pushes[pushed_service_of(task)] = (FAILED, message)
         elif isinstance(fail, UnmetDependency):
             return   # a group such as build_all: its services already said what failed
         self.write(f"FAILED {service or task.name}: {message}\n")
@@ -89,6 +102,8 @@ class BuildReporter(ConsoleReporter):
             self.results[service] = (UP_TO_DATE, "", None)
         elif base_image_of(task):
             self.pulls[base_image_of(task)] = (PRESENT, "")
+        elif pushed_service_of(task):
+            self.pushes[pushed_service_of(task)] = (HELD, "")
 
     def skip_ignore(self, task):
         pass
@@ -104,19 +119,25 @@ class BuildReporter(ConsoleReporter):
 
     def complete_run(self):
         if self.pulls:
-            counts = [sum(1 for result, _ in self.pulls.values() if result == word) for word in (PULLED, PRESENT, FAILED)]
-            self.write("base images:\n" + tabulate([[len(self.pulls), *counts]], headers=["total", PULLED, PRESENT, FAILED]) + "\n")
-            for message in (detail for result, detail in sorted(self.pulls.values()) if result == FAILED):
-                self.write(f"  {message}\n")
+            self._transfers("base images", self.pulls, (PULLED, PRESENT, FAILED))
         if self.results:
             rows = [(service, result, "" if seconds is None else f"{seconds:.1f}s", reason)
                     for service, (result, reason, seconds) in sorted(self.results.items())]
             self.write(tabulate(rows, tablefmt="plain") + "\n")
-            counts = [sum(1 for result, _, _ in self.results.values() if result == word)
-                      for word in (BUILT, UP_TO_DATE, FAILED)]
-            self.write(f"total: {counts[0]} built, {counts[1]} up to date, {counts[2]} failed\n")
+            words = (BUILT, FROM_CACHE, UP_TO_DATE, FAILED)
+            counts = [sum(1 for result, _, _ in self.results.values() if result == word) for word in words]
+            self.write("total: " + ", ".join(f"{count} {word}" for count, word in zip(counts, words)) + "\n")
+        if self.pushes:
+            self._transfers("pushes", self.pushes, (PUSHED, HELD, FAILED))
         if self.runtime_errors:
             self.write("\n".join(self.runtime_errors) + "\n")
+
+    def _transfers(self, title: str, outcomes: dict[str, tuple[str, str]], words: tuple[str, ...]) -> None:
+        """A one-row table of how many transfers ended each way, then each failure's line."""
+        counts = [sum(1 for result, _ in outcomes.values() if result == word) for word in words]
+        self.write(f"{title}:\n" + tabulate([[len(outcomes), *counts]], headers=["total", *words]) + "\n")
+        for message in sorted(detail for result, detail in outcomes.values() if result == FAILED):
+            self.write(f"  {message}\n")
 
     def _elapsed(self, task) -> float | None:
         """Seconds since the task started; None for a task that never started."""

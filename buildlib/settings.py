@@ -20,7 +20,7 @@ REGISTRY_PATTERN = re.compile(
     r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?)(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 # What the command line (doit variables) and the environment may override.
-OVERRIDABLE = ("tag", "registry", "force")
+OVERRIDABLE = ("tag", "registry", "force", "push", "cache")
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -54,6 +54,8 @@ class Settings:
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # upstream registry -> mirrors
     pull: PullSettings = PullSettings()
     force: bool = False
+    push: bool = True              # with a registry: build_all pushes what it built
+    cache: bool = True             # with a registry: reuse an image pushed with the same inputs hash
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
 
     def image(self, service: str) -> str:
@@ -72,6 +74,8 @@ TOP_KEYS = {
     "tag": ("tag", str, "a string"),
     "registry": ("registry", str, "a string"),
     "mirrors": ("mirrors", (list, dict), "a list of Docker Hub mirrors, or a table of lists per registry"),
+    "push": ("push", bool, "true or false"),
+    "cache": ("cache", bool, "true or false"),
     "pull": ("pull", dict, "a table"),
     "services": ("services", dict, "a table"),
 }
@@ -107,8 +111,9 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
             values[key] = variables[key]
         elif env_value is not None:
             values[key] = env_value
-    if "force" in values:
-        values["force"] = _flag(values["force"], "force")
+    for key in ("force", "push", "cache"):
+        if key in values:
+            values[key] = _flag(values[key], key)
     settings = Settings(root=root, **values)
     _validate(settings)
     return settings

@@ -1,7 +1,7 @@
 """Whether a service's image is right: the status words, and how the engine's record is judged."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Mapping
@@ -26,34 +26,48 @@ class ImageStatus(str, Enum):
 @dataclass(frozen=True)
 class Verdict:
     status: ImageStatus
-    reason: str = ""       # one line a person can act on; empty when OK
+    reason: str = ""                # one line a person can act on; empty when OK
+    inputs_hash: str | None = None  # of the inputs there are now, when every base image is at hand
 
 
 def current_inputs(service: Service) -> tuple[Inputs | None, str]:
     """The inputs as they are now, or None and the base image that the engine does not have."""
     bases = {}
     for ref in service.base_images:
-        found = engine.image_id(ref)
-        if found is None:
+        attrs = engine.inspect(ref)
+        if attrs is None:
             return None, ref
-        bases[ref] = found
+        bases[ref] = base_identity(attrs, internal=ref in service.internal_images)
     dockerfile_digest = file_digest(service.dockerfile)
     files = file_digests(Path(service.context), Path(service.dockerfile))
     return Inputs(files, dockerfile_digest, dict(service.hashed_args), service.target, service.platform, bases), ""
 
 
+def base_identity(attrs: Mapping, internal: bool) -> str:
+    """What a base image stands for in the inputs hash of the images built from it.
+
+    A base built here is named by its own inputs hash: two machines that build it from the same
+    sources get different image IDs (its created label differs), but the same hash, so that the
+    images built from it hash alike everywhere and one runner can reuse another's through the
+    registry. An external base is named by its image ID, the digest of its config.
+    """
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    return labels.get(HASH_LABEL, attrs["Id"]) if internal else attrs["Id"]
+
+
 def service_status(service: Service, project: str, previous: Mapping | None) -> Verdict:
     """Judge a service's image from the engine, with the last build's record to explain changes."""
     attrs = engine.inspect(service.image)
+    inputs, missing_base = current_inputs(service)
+    verdict = judge(attrs, service, project, inputs, missing_base, previous)
+    return replace(verdict, inputs_hash=inputs.digest if inputs else None)
+
+
+def judge(attrs: Mapping | None, service: Service, project: str, inputs: Inputs | None, missing_base: str,
+          previous: Mapping | None) -> Verdict:
+    """The pure part of service_status: presence, validation, authorship, then the inputs hash."""
     if attrs is None:
         return Verdict(ImageStatus.MISSING, "no image in the engine")
-    inputs, missing_base = current_inputs(service)
-    return judge(attrs, service, project, inputs, missing_base, previous)
-
-
-def judge(attrs: Mapping, service: Service, project: str, inputs: Inputs | None, missing_base: str,
-          previous: Mapping | None) -> Verdict:
-    """The pure part of service_status: validation, authorship, then the inputs hash."""
     defect = image_defect(attrs, service.image)
     if defect:
         return Verdict(ImageStatus.INVALID, defect)
@@ -78,6 +92,14 @@ def image_defect(attrs: Mapping, ref: str) -> str:
     if not attrs.get("Os") or not attrs.get("Architecture"):
         return "its config has no OS or architecture"
     return ""
+
+
+def built_from(attrs: Mapping, project: str, service: str) -> str | None:
+    """The inputs hash an image's labels claim, when they say buildlib built it for this service."""
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    if labels.get(PROJECT_LABEL) == project and labels.get(SERVICE_LABEL) == service:
+        return labels.get(HASH_LABEL)
+    return None
 
 
 def _explain(label_hash: str, inputs: Inputs, previous: Mapping | None) -> str:

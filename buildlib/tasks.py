@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from doit import get_var
@@ -18,13 +19,14 @@ from doit.dependency import Dependency, SqliteDB
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from tabulate import tabulate
 
-from . import build, engine, pull
+from . import build, engine, pull, registry
 from .errors import BuildlibError
 from .lock import LOCK_FILE, read_lock, write_lock
 from .project import ExternalImage, Project, Service, load_project
+from .registry import RemoteStatus
 from .report import BuildReporter
 from .settings import OVERRIDABLE, Settings, load_settings
-from .status import PROJECT_LABEL, SERVICE_LABEL, ImageStatus, Verdict, service_status
+from .status import ImageStatus, Verdict, built_from, service_status
 
 STATE_FILE = ".doit.db"
 
@@ -35,6 +37,8 @@ DOIT_CONFIG = {
     "reporter": BuildReporter,
     "default_tasks": ["build_all"],
 }
+NO_REGISTRY = ("no registry to push to: set registry in [tool.buildlib], BUILDLIB_REGISTRY "
+               "or registry=host[:port][/path] on the command line")
 
 
 # --- loading, once per doit run ------------------------------------------------------------
@@ -62,6 +66,14 @@ def as_doit_error(function, *args):
         raise InvalidDodoFile(str(error)) from None
 
 
+def as_task_result(function, *args):
+    """Call an action's work; its error becomes the task's failure, printed as one line."""
+    try:
+        return function(*args)
+    except BuildlibError as error:
+        return TaskFailed(str(error))
+
+
 def git_revision(root: Path) -> str | None:
     try:
         result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -86,10 +98,8 @@ def base_image_ready(ref: str, digest: str | None, force: bool) -> bool:
 
 def run_prefetch(image: ExternalImage, settings: Settings, digest: str | None, label: str):
     """Action: pull one base image; the source it came from is kept in the state file."""
-    try:
-        return {"source": pull.prefetch(image.ref, image.platform, settings.mirrors, settings.pull, digest, label)}
-    except BuildlibError as error:
-        return TaskFailed(str(error))
+    source = as_task_result(pull.prefetch, image.ref, image.platform, settings.mirrors, settings.pull, digest, label)
+    return source if isinstance(source, TaskFailed) else {"source": source}
 
 
 def run_lock(project: Project):
@@ -119,12 +129,25 @@ def build_is_current(task, values, service: Service, project: str, force: bool) 
     return verdict.status is ImageStatus.OK
 
 
-def run_build(service: Service, project: str, force: bool, revision: str | None):
+def run_build(service: Service, settings: Settings, revision: str | None):
     """Action: build one service; its inputs are kept in the state file to explain the next rebuild."""
+    return as_task_result(build.build, service, settings, revision)
+
+
+def pushed_already(image: str, service: str, settings: Settings) -> bool:
+    """uptodate of push: the registry's release tag holds the local image's inputs (force: never)."""
+    if settings.force:
+        return False
     try:
-        return build.build(service, project, nocache=force, revision=revision)
-    except BuildlibError as error:
-        return TaskFailed(str(error))
+        inputs_hash = registry.pushable_hash(image, settings.project, service)
+        return registry.remote_status(image, inputs_hash).status is RemoteStatus.CURRENT
+    except BuildlibError:
+        return False   # the action will meet the same problem and say it
+
+
+def run_push(image: str, service: str, settings: Settings, label: str):
+    """Action: push one service's image under its inputs tag and its release tag."""
+    return as_task_result(registry.push, image, settings.project, service, settings.pull, label)
 
 
 def refuse(message: str):
@@ -135,8 +158,7 @@ def refuse(message: str):
 def remove_built_image(service: Service, project: str) -> None:
     """clean: remove the service's image, only when buildlib built it for this service."""
     attrs = engine.inspect(service.image)
-    labels = ((attrs or {}).get("Config") or {}).get("Labels") or {}
-    if labels.get(PROJECT_LABEL) == project and labels.get(SERVICE_LABEL) == service.name:
+    if attrs and built_from(attrs, project, service.name):
         engine.remove(service.image)
 
 
@@ -163,8 +185,15 @@ def statuses(project: Project) -> list[dict]:
             verdicts[name] = _verdict(project, name, records.get(name), lock, verdict_of)
         return verdicts[name]
 
-    return [{"service": name, "status": verdict_of(name).status.value, "image": project.settings.image(name),
-             "reason": verdict_of(name).reason} for name in project.names]
+    rows, remote = [], None
+    for name in project.names:
+        verdict, image = verdict_of(name), project.settings.image(name)
+        if project.settings.registry and (remote is None or remote.status is not RemoteStatus.UNREACHABLE):
+            remote = registry.remote_status(image, verdict.inputs_hash)   # once unreachable, not asked again
+        rows.append({"service": name, "status": verdict.status.value, "image": image, "reason": verdict.reason,
+                     "registry": remote.status.value if remote else None,
+                     "registry_reason": remote.reason if remote else None})
+    return rows
 
 
 def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], verdict_of) -> Verdict:
@@ -177,10 +206,11 @@ def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, s
         # A base that prefetch or a build will replace makes this image out of date too.
         for image in service.external_images:
             if image.ref in lock and not engine.has_digest(image.ref, lock[image.ref]):
-                return Verdict(ImageStatus.STALE, f"base {image.ref} differs from {LOCK_FILE}")
+                return replace(verdict, status=ImageStatus.STALE, reason=f"base {image.ref} differs from {LOCK_FILE}")
         for base in service.base_services:
             if verdict_of(base).status is not ImageStatus.OK:
-                return Verdict(ImageStatus.STALE, f"base service {base} is {verdict_of(base).status.value}")
+                return replace(verdict, status=ImageStatus.STALE,
+                               reason=f"base service {base} is {verdict_of(base).status.value}")
     return verdict
 
 
@@ -192,9 +222,16 @@ def print_status(project: Project, output_format: str):
         return TaskFailed(str(error))
     if output_format == "json":
         print(json.dumps(rows, indent=2))
-    else:
-        print(tabulate([list(row.values()) for row in rows], headers=["service", "status", "image", "reason"]))
+        return None
+    columns = ["service", "status", "image", "reason"] + (["registry"] if project.settings.registry else [])
+    print(tabulate([[_cell(row, column) for column in columns] for row in rows], headers=columns))
     return None
+
+
+def _cell(row: dict, column: str) -> str:
+    if column == "registry" and row["registry_reason"]:
+        return f"{row['registry']} ({row['registry_reason']})"
+    return row[column]
 
 
 # --- task creators -------------------------------------------------------------------------
@@ -235,7 +272,7 @@ def task_build():
         service = project.services[name]
         yield {
             "name": name,
-            "actions": [(run_build, [service, settings.project, settings.force, revision])],
+            "actions": [(run_build, [service, settings, revision])],
             "uptodate": [(build_is_current, [service, settings.project, settings.force])],
             "task_dep": [f"prefetch:{image.ref}" for image in service.external_images]
                         + [f"build:{base}" for base in service.base_services],
@@ -245,9 +282,34 @@ def task_build():
         }
 
 
+def task_push():
+    """Push each service's image unless the registry holds its inputs already (force=1: all)."""
+    project = current_project()
+    settings, names = project.settings, project.names
+    for index, name in enumerate(names, 1):
+        image = settings.image(name)
+        task = {"name": name, "meta": {"pushed": name}, "doc": f"push {image}"}
+        if not settings.registry:
+            yield {**task, "actions": [(refuse, [NO_REGISTRY])]}
+            continue
+        yield {**task, "actions": [(run_push, [image, name, settings, f"[{index}/{len(names)}] "])],
+               "uptodate": [(pushed_already, [image, name, settings])], "task_dep": [f"build:{name}"]}
+
+
 def task_build_all():
-    """Pull every missing base image first, then build every service that needs it, in dependency order."""
-    return {"actions": None, "task_dep": ["prefetch"] + [f"build:{name}" for name in current_project().names]}
+    """Pull missing base images, build what needs it in dependency order; with a registry, push (push=0: don't)."""
+    project = current_project()
+    settings = project.settings
+    pushes = [f"push:{name}" for name in project.names] if settings.registry and settings.push else []
+    return {"actions": None, "task_dep": ["prefetch"] + [f"build:{name}" for name in project.names] + pushes}
+
+
+def task_push_all():
+    """Build what needs it, then push every image the registry does not hold yet."""
+    project = current_project()
+    if not project.settings.registry:
+        return {"actions": [(refuse, [NO_REGISTRY])]}
+    return {"actions": None, "task_dep": ["prefetch"] + [f"push:{name}" for name in project.names]}
 
 
 def task_status():

@@ -19,7 +19,7 @@ import docker
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY_LINE = re.compile(r"^(\S+)\s+(built|up to date|failed)\b")
+SUMMARY_LINE = re.compile(r"^(\S+)\s+(built|pulled from cache|up to date|failed)\b")
 
 
 @dataclass

@@ -36,7 +36,8 @@ def test_without_state_the_reason_is_inputs_changed(repo):
     (repo.path / ".doit.db").unlink()
     repo.edit("services/backend/src/main.go", "// more\n")
     assert repo.status()["backend"] == {
-        "service": "backend", "status": "STALE", "image": repo.image("backend"), "reason": "inputs changed"}
+        "service": "backend", "status": "STALE", "image": repo.image("backend"), "reason": "inputs changed",
+        "registry": None, "registry_reason": None}
 
 
 def test_file_excluded_by_dockerignore_rebuilds_nothing(repo):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from buildlib.errors import EngineError
-from buildlib.pull import Source, attempt, is_permanent, short_reason, sources
+from buildlib.pull import Source, sources
+from buildlib.transfer import attempt, is_permanent, short_reason
 from buildlib.settings import PullSettings
 
 MIRRORS = {"docker.io": ("m1:5000", "m2:5000"), "ghcr.io": ("g:5000",)}

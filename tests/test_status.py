@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from buildlib.context import Inputs
 from buildlib.project import Service
-from buildlib.status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, ImageStatus, judge
+from buildlib.status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, ImageStatus, base_identity, built_from, judge
 
 SERVICE = Service("backend", "ai-infra-backend:v1", "/c", "/c/Dockerfile", None, None, {}, {}, ("alpine:3.20",),
-                  (), ())
+                  (), (), ())
 INPUTS = Inputs({"a": "file 644 x"}, "d", {}, None, None, {"alpine:3.20": "sha256:1"})
 
 
@@ -49,3 +49,20 @@ def test_changed_inputs_are_explained_from_the_record_of_that_build():
 def test_missing_base_cannot_be_verified():
     result = verdict(attrs(), None, "alpine:3.20")
     assert (result.status, result.reason) == (ImageStatus.STALE, "base alpine:3.20 is not in the engine")
+
+
+def test_missing_image():
+    assert verdict(None).status is ImageStatus.MISSING
+
+
+def test_a_base_built_here_stands_for_its_inputs_hash_an_external_one_for_its_id():
+    built_here = {"Id": "sha256:machine-specific", "Config": {"Labels": {HASH_LABEL: "sha256:same-everywhere"}}}
+    assert base_identity(built_here, internal=True) == "sha256:same-everywhere"
+    assert base_identity(built_here, internal=False) == "sha256:machine-specific"
+    assert base_identity({"Id": "sha256:1", "Config": {"Labels": None}}, internal=True) == "sha256:1"
+
+
+def test_built_from_reads_the_hash_only_for_the_service_it_names():
+    assert built_from(attrs(), "ai-infra", "backend") == INPUTS.digest
+    assert built_from(attrs(), "ai-infra", "frontend") is None
+    assert built_from(attrs(Config={}), "ai-infra", "backend") is None
