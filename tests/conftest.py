@@ -18,6 +18,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from engines import Engine
+from registries import Registry
+
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_LINE = re.compile(r"^(\S+)\s+(built|pulled from cache|up to date|failed)\b")
 
@@ -41,9 +44,13 @@ class Repo:
 
     def __init__(self, path: Path, tag: str, client: docker.APIClient, project: str = "ai-infra"):
         self.path, self.tag, self.client, self.project = path, tag, client, project
+        self.registry = ""         # BUILDLIB_REGISTRY for every run, when set
+        self.env: dict = {}        # more environment for every run
 
     def doit(self, *args: str, env: dict | None = None) -> Run:
-        environment = {**os.environ, "BUILDLIB_TAG": self.tag, **(env or {})}
+        environment = {**os.environ, "BUILDLIB_TAG": self.tag, **self.env, **(env or {})}
+        if self.registry:
+            environment["BUILDLIB_REGISTRY"] = self.registry
         done = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
                               capture_output=True, text=True, timeout=600)
         return Run(done.returncode, done.stdout, done.stderr)
@@ -54,7 +61,15 @@ class Repo:
         return {row["service"]: row for row in json.loads(run.stdout)}
 
     def image(self, service: str) -> str:
-        return f"{self.project}-{service}:{self.tag}"
+        prefix = f"{self.registry}/" if self.registry else ""
+        return f"{prefix}{self.project}-{service}:{self.tag}"
+
+    def runner(self, path: Path, engine: Engine) -> Repo:
+        """The same sources (without the state file) on another engine: a second CI runner."""
+        shutil.copytree(self.path, path, ignore=shutil.ignore_patterns(".doit.db"))
+        other = Repo(path, self.tag, engine.client, self.project)
+        other.registry, other.env = self.registry, {**self.env, "DOCKER_HOST": engine.host}
+        return other
 
     def inspect(self, service: str) -> dict:
         return self.client.inspect_image(self.image(service))
@@ -117,3 +132,19 @@ def make_repo(tmp_path: Path, client: docker.APIClient, uid: str):
         for ref in image.get("RepoTags") or []:
             if uid in ref:
                 client.remove_image(ref, force=True)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A docker-registry process of this test's own, on a loopback port."""
+    started = Registry(tmp_path / "registry")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def second_engine():
+    """An empty Docker engine of this test's own: another CI runner."""
+    started = Engine()
+    yield started
+    started.stop()

@@ -2,7 +2,9 @@
 a loopback TCP proxy that delays or cuts connections, and unique base images to pull."""
 from __future__ import annotations
 
+import base64
 import io
+import json
 import shutil
 import socket
 import subprocess
@@ -54,6 +56,14 @@ class Registry:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+    def tags(self, repository: str) -> list[str]:
+        """The tags the registry holds for a repository (of a registry without a password)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.address}/v2/{repository}/tags/list", timeout=5) as answer:
+                return sorted(json.load(answer).get("tags") or [])
+        except urllib.error.HTTPError:
+            return []
 
     def _answers(self) -> bool:
         try:
@@ -130,6 +140,23 @@ class Proxy:
     def close(self) -> None:
         self.closed = True
         self.listener.close()
+
+
+def locked_registry(folder: Path, user: str, password: str) -> Registry:
+    """A registry that asks for a user and password (htpasswd, bcrypt)."""
+    import bcrypt
+    folder.mkdir(parents=True, exist_ok=True)
+    htpasswd = folder / "htpasswd"
+    htpasswd.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n")
+    return Registry(folder, htpasswd)
+
+
+def docker_config(folder: Path, registry: str, user: str, password: str) -> dict:
+    """Environment for a Docker config of its own that logs in to registry; folder must be new."""
+    folder.mkdir(parents=True)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (folder / "config.json").write_text(json.dumps({"auths": {registry: {"auth": token}}}))
+    return {"DOCKER_CONFIG": str(folder)}
 
 
 def seed_image(client: docker.APIClient, registry: str, path: str, marker: str, auth: dict | None = None) -> str:

@@ -5,9 +5,7 @@ import json
 import re
 import time
 
-import pytest
-
-from registries import Proxy, Registry, seed_image
+from registries import Proxy, docker_config, locked_registry, seed_image
 
 FAST = "[tool.buildlib.pull]\nattempts = 3\nbackoff = 0.1\ntimeout = 5\n"
 
@@ -19,13 +17,6 @@ def mirrors(*addresses: str) -> str:
 def pulled(run) -> list[tuple[str, str]]:
     """(image, source) for each pull that the run finished."""
     return re.findall(r"^pulling \[\d+/\d+\] (\S+) from (\S+): done", run.stderr, re.M)
-
-
-@pytest.fixture
-def registry(tmp_path):
-    started = Registry(tmp_path / "registry")
-    yield started
-    started.stop()
 
 
 def test_shared_base_images_are_pulled_once_and_in_parallel(make_repo, client, registry, uid):
@@ -163,29 +154,18 @@ def test_a_mirror_serving_other_content_for_a_pinned_digest_is_refused(make_repo
 
 
 def test_credentials_come_from_the_docker_config_and_never_show(make_repo, client, tmp_path, uid):
-    import base64
-    import bcrypt
     password = f"pw-{uid}-secret"
-    htpasswd = tmp_path / "htpasswd"
-    htpasswd.write_text(f"tester:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n")
-    locked = Registry(tmp_path / "locked", htpasswd)
+    locked = locked_registry(tmp_path / "locked", "tester", password)
     base = f"buildlibtest/{uid}:1.0"
     seed_image(client, locked.address, base, uid, auth={"username": "tester", "password": password})
 
-    def docker_config(secret: str) -> dict:
-        folder = tmp_path / f"config-{secret}"
-        folder.mkdir()
-        token = base64.b64encode(f"tester:{secret}".encode()).decode()
-        (folder / "config.json").write_text(json.dumps({"auths": {locked.address: {"auth": token}}}))
-        return {"DOCKER_CONFIG": str(folder)}
-
     repo = make_repo({"app": f"FROM {base}\n"}, mirrors(locked.address) + FAST)
-    wrong = repo.doit("build_all", env=docker_config("wrong-password"))
+    wrong = repo.doit("build_all", env=docker_config(tmp_path / "wrong", locked.address, "tester", "wrong-password"))
     assert wrong.returncode != 0
     assert re.search(rf"{locked.address}: .*(unauthorized|authentication required).* \(not retried\)", wrong.stderr)
     assert "wrong-password" not in wrong.stdout + wrong.stderr
 
-    run = repo.doit("build_all", env=docker_config(password))
+    run = repo.doit("build_all", env=docker_config(tmp_path / "right", locked.address, "tester", password))
     assert run.returncode == 0, run.stderr
     assert pulled(run) == [(base, locked.address)]
     assert password not in run.stdout + run.stderr

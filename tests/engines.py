@@ -1,0 +1,46 @@
+"""A second Docker engine for the tests: its own dockerd, data root and socket, standing for
+another CI runner on this machine. It starts empty and is deleted with everything it held."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import docker
+
+from registries import wait_until
+
+
+class Engine:
+    def __init__(self):
+        # Short: a unix socket path must stay under 108 bytes.
+        self.folder = Path(tempfile.mkdtemp(prefix="ble-", dir="/tmp"))
+        self.host = f"unix://{self.folder}/docker.sock"
+        self.log = open(self.folder / "dockerd.log", "wb")
+        self.process = subprocess.Popen(
+            [shutil.which("dockerd") or "dockerd", "--data-root", str(self.folder / "data"),
+             "--exec-root", str(self.folder / "exec"), "--host", self.host, "--pidfile", str(self.folder / "pid"),
+             "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.client = docker.APIClient(base_url=self.host, version="1.41")
+        wait_until(self._answers, 60)
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"dockerd ended: {(self.folder / 'dockerd.log').read_text()[-2000:]}")
+        try:
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        self.client.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
