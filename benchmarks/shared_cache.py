@@ -51,7 +51,7 @@ def main() -> None:
         repo = work / "repo"
         repo.mkdir()
         shutil.copytree(ROOT / "services", repo / "services")
-        for name in ("pyproject.toml", "dodo.py"):
+        for name in ("pyproject.toml", "dodo.py", ".env.example"):
             shutil.copy(ROOT / name, repo / name)
         environment = {**os.environ, "BUILDLIB_TAG": f"bench-{uuid.uuid4().hex[:8]}",
                        "BUILDLIB_REGISTRY": f"{registry.address}/bench", "CI": "true"}

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from . import engine, registry
-from .errors import EngineError
+from .errors import BuildlibError, EngineError
 from .project import Service
 from .settings import Settings
 from .status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, current_inputs
+
+LOG_FOLDER = Path(".buildlib") / "logs"
 
 
 def build(service: Service, settings: Settings, revision: str | None) -> dict:
@@ -35,7 +38,20 @@ def build(service: Service, settings: Settings, revision: str | None) -> dict:
     }
     if revision:
         labels["org.opencontainers.image.revision"] = revision
-    image_id = engine.build(
-        service.context, service.dockerfile, service.image, args=service.build_args, target=service.target,
-        platform=service.platform, labels=labels, nocache=settings.force)
+    log = log_path(settings.root, service.name)
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w", encoding="utf-8") as output:
+            image_id = engine.build(
+                service.context, service.dockerfile, service.image, args=service.build_args, target=service.target,
+                platform=service.platform, labels=labels, nocache=settings.force, output=output.write)
+    except EngineError as error:
+        raise EngineError(f"{error}\n    full log: {log.relative_to(settings.root)}") from None
+    except OSError as error:
+        raise BuildlibError(f"{log}: cannot write the build log ({error.strerror})") from None
     return {**record, "image_id": image_id, "cache_note": cache_note}
+
+
+def log_path(root: Path, service: str) -> Path:
+    """Where the output of a service's last build is kept, whole."""
+    return root / LOG_FOLDER / f"{service}.log"

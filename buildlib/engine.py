@@ -23,6 +23,8 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 HOW_TO_POINT = ("start one (in buildlib's repository: `eval \"$(scripts/engine up)\"`) "
                 "or set DOCKER_HOST to an engine that runs")
 
+LAST_LINES = 10    # of a failed build's output, shown with its error
+
 _clients: dict[tuple[int, int], docker.APIClient] = {}
 
 
@@ -166,22 +168,27 @@ def remove(ref: str) -> None:
 
 
 def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], target: str | None,
-          platform: str | None, labels: Mapping[str, str], nocache: bool) -> str:
-    """Build and tag an image; return its ID. The engine tags only once the build succeeded."""
+          platform: str | None, labels: Mapping[str, str], nocache: bool, output: Callable[[str], object]) -> str:
+    """Build and tag an image; return its ID. The engine tags only once the build succeeded.
+
+    Every line the build prints goes to output; a failure names the failing step and ends with
+    the last lines of the output.
+    """
     step, tail = "", []
     with _translated_errors(f"build {ref}"):
         stream = client().build(
             path=context, dockerfile=dockerfile, tag=ref, buildargs=dict(args), target=target,
             platform=platform, labels=dict(labels), nocache=nocache, rm=True, forcerm=True, decode=True)
         for chunk in stream:
-            text = chunk.get("stream", "").strip()
-            if text.startswith("Step "):
-                step = text
-            elif text:
-                tail = (tail + [text])[-5:]
+            text = chunk.get("stream", "") + (chunk["error"].rstrip() + "\n" if "error" in chunk else "")
+            output(text)
+            lines = [line for line in text.splitlines() if line.strip()]
+            step = next((line for line in reversed(lines) if line.startswith("Step ")), step)
+            tail = (tail + [line for line in lines if not line.startswith("Step ")])[-LAST_LINES:]
             if "error" in chunk:
                 where = f" at {step.split(' : ', 1)[-1]!r}" if step else ""
-                raise EngineError(f"build failed{where}: {chunk['error'].strip()}")
+                last = "".join(f"\n    | {line}" for line in tail[:-1])
+                raise EngineError(f"build failed{where}: {chunk['error'].strip()}{last}")
     built = image_id(ref)
     if built is None:
         raise EngineError(f"build {ref} ended without an image: {' / '.join(tail)}")

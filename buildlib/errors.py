@@ -23,3 +23,7 @@ class EngineUnavailable(BuildlibError):
 
 class EngineError(BuildlibError):
     """The engine answered, but a pull, build or inspection failed."""
+
+
+class TemplateError(BuildlibError):
+    """A config template or .env that cannot be rendered: the file, the line and the variable."""

@@ -8,6 +8,7 @@ from typing import Mapping
 from .dockerfile import analyse
 from .errors import BuildlibError, SettingsError
 from .settings import NAME_PATTERN, Settings
+from .templates import SUFFIX, Template
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Service:
     external_images: tuple[ExternalImage, ...]
     base_services: tuple[str, ...]      # services whose images it uses
     internal_images: tuple[str, ...]    # the images of those services
+    templates: tuple[Template, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,16 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         hashed_args={key: value for key, value in build_args.items() if key in analysis.declared_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
         base_services=tuple(sorted({images[ref] for ref in refs if ref in images})),
-        internal_images=tuple(ref for ref in refs if ref in images))
+        internal_images=tuple(ref for ref in refs if ref in images),
+        templates=tuple(_template(settings, folder, path) for path in own.templates))
+
+
+def _template(settings: Settings, folder: Path, path: str) -> Template:
+    source = folder / path
+    shown = source.relative_to(settings.root).as_posix()
+    if not source.is_file():
+        raise BuildlibError(f"{shown}: template not found (named in [tool.buildlib.services.{folder.name}] templates)")
+    return Template(str(source.resolve()), str(source.resolve())[:-len(SUFFIX)], shown)
 
 
 def _cycles(services: Mapping[str, Service]) -> dict[str, str]:

@@ -32,6 +32,7 @@ class ServiceSettings:
     target: str | None = None
     args: Mapping[str, str] = field(default_factory=dict)
     platform: str | None = None
+    templates: tuple[str, ...] = ()     # config templates (*.tpl) rendered into the folder before a build
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ SERVICE_KEYS = {
     "target": ("target", str, "a string"),
     "args": ("args", dict, "a table of strings"),
     "platform": ("platform", str, "a string"),
+    "templates": ("templates", list, "a list of paths of *.tpl files"),
 }
 
 
@@ -181,6 +183,12 @@ def _service_settings(name: str, table: object) -> ServiceSettings:
     bad = [key for key, value in args.items() if not isinstance(value, str)]
     if bad:
         raise SettingsError(f"pyproject.toml {where} args.{bad[0]}: must be a string, not {args[bad[0]]!r}")
+    if "templates" in values:
+        templates = _string_list(values["templates"], f"{where} templates")
+        bad = [path for path in templates if not path.endswith(".tpl")]
+        if bad:
+            raise SettingsError(f"pyproject.toml {where} templates: '{bad[0]}' does not end with .tpl")
+        values["templates"] = tuple(templates)
     return ServiceSettings(**values)
 
 

@@ -19,8 +19,8 @@ from doit.dependency import Dependency, SqliteDB
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from tabulate import tabulate
 
-from . import build, engine, pull, registry
-from .errors import BuildlibError
+from . import build, engine, pull, registry, templates
+from .errors import BuildlibError, TemplateError
 from .lock import LOCK_FILE, read_lock, write_lock
 from .project import ExternalImage, Project, Service, load_project
 from .registry import RemoteStatus
@@ -129,6 +129,19 @@ def build_is_current(task, values, service: Service, project: str, force: bool) 
     return verdict.status is ImageStatus.OK
 
 
+def templates_rendered(service_templates: tuple[templates.Template, ...], root: Path) -> bool:
+    """uptodate of render: every output on disk is what its template renders to now."""
+    try:
+        return not templates.out_of_date(service_templates, templates.values(root, os.environ))
+    except BuildlibError:
+        return False   # the action will meet the same problem and say it
+
+
+def run_render(service_templates: tuple[templates.Template, ...], root: Path):
+    """Action: render a service's templates; only outputs whose text changes are written."""
+    return as_task_result(templates.render_in_place, service_templates, root, dict(os.environ))
+
+
 def run_build(service: Service, settings: Settings, revision: str | None):
     """Action: build one service; its inputs are kept in the state file to explain the next rebuild."""
     return as_task_result(build.build, service, settings, revision)
@@ -178,11 +191,12 @@ def statuses(project: Project) -> list[dict]:
     """service, status, image, reason for every service: the stable interface of `status`."""
     records = previous_records(project.settings.root, project.names)
     lock = read_lock(project.settings.root)
+    known = templates.values(project.settings.root, os.environ)
     verdicts: dict[str, Verdict] = {}
 
     def verdict_of(name: str) -> Verdict:
         if name not in verdicts:
-            verdicts[name] = _verdict(project, name, records.get(name), lock, verdict_of)
+            verdicts[name] = _verdict(project, name, records.get(name), lock, known, verdict_of)
         return verdicts[name]
 
     rows, remote = [], None
@@ -196,7 +210,8 @@ def statuses(project: Project) -> list[dict]:
     return rows
 
 
-def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], verdict_of) -> Verdict:
+def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], known: dict[str, str],
+             verdict_of) -> Verdict:
     if name in project.broken:
         exists = engine.inspect(project.settings.image(name)) is not None
         return Verdict(ImageStatus.STALE if exists else ImageStatus.MISSING, project.broken[name])
@@ -211,6 +226,12 @@ def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, s
             if verdict_of(base).status is not ImageStatus.OK:
                 return replace(verdict, status=ImageStatus.STALE,
                                reason=f"base service {base} is {verdict_of(base).status.value}")
+        try:
+            pending = templates.out_of_date(service.templates, known)
+        except TemplateError as error:
+            return replace(verdict, status=ImageStatus.STALE, reason=str(error))
+        if pending:
+            return replace(verdict, status=ImageStatus.STALE, reason=f"{pending[0].shown} renders differently now")
     return verdict
 
 
@@ -259,6 +280,25 @@ def task_lock():
     return {"actions": [(run_lock, [project])], "uptodate": [False], "doc": f"write {LOCK_FILE}"}
 
 
+def task_render():
+    """Render each service's config templates (*.tpl) with values from .env and the environment."""
+    project = current_project()
+    values_file = templates.env_file(project.settings.root)
+    for name, service in sorted(project.services.items()):
+        if not service.templates:
+            continue
+        yield {
+            "name": name,
+            "actions": [(run_render, [service.templates, project.settings.root])],
+            "file_dep": [template.source for template in service.templates] + ([str(values_file)] if values_file else []),
+            "targets": [template.output for template in service.templates],
+            "uptodate": [(templates_rendered, [service.templates, project.settings.root])],
+            "clean": True,
+            "meta": {"rendered": name},
+            "doc": f"render {', '.join(template.shown for template in service.templates)}",
+        }
+
+
 def task_build():
     """Build each service whose image is missing, invalid or stale (force=1: all, no layer cache)."""
     project = current_project()
@@ -266,7 +306,8 @@ def task_build():
     revision = git_revision(settings.root)
     for name in project.names:
         if name in project.broken:
-            yield {"name": name, "actions": [(refuse, [project.broken[name]])], "meta": {"service": name},
+            yield {"name": name, "actions": [(refuse, [project.broken[name]])],
+                   "meta": {"service": name, "image": settings.image(name)},
                    "doc": f"build {settings.image(name)}"}
             continue
         service = project.services[name]
@@ -275,9 +316,10 @@ def task_build():
             "actions": [(run_build, [service, settings, revision])],
             "uptodate": [(build_is_current, [service, settings.project, settings.force])],
             "task_dep": [f"prefetch:{image.ref}" for image in service.external_images]
-                        + [f"build:{base}" for base in service.base_services],
+                        + [f"build:{base}" for base in service.base_services]
+                        + ([f"render:{name}"] if service.templates else []),
             "clean": [(remove_built_image, [service, settings.project])],
-            "meta": {"service": name},
+            "meta": {"service": name, "image": service.image},
             "doc": f"build {service.image}",
         }
 

@@ -22,7 +22,7 @@ from engines import Engine
 from registries import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY_LINE = re.compile(r"^(\S+)\s+(built|pulled from cache|up to date|failed)\b")
+SUMMARY_LINE = re.compile(r"^([^\s[]\S*)\s+(built|pulled from cache|up to date|failed)\b")   # summary rows
 
 
 @dataclass
@@ -97,7 +97,7 @@ def repo(tmp_path: Path, client: docker.APIClient):
     path = tmp_path / "repo"
     path.mkdir()
     shutil.copytree(ROOT / "services", path / "services")
-    for name in ("pyproject.toml", "dodo.py"):
+    for name in ("pyproject.toml", "dodo.py", ".env.example"):
         shutil.copy(ROOT / name, path / name)
     repo = Repo(path, f"t-{uuid.uuid4().hex[:10]}", client)
     yield repo

@@ -110,9 +110,12 @@ def test_broken_dockerfile_fails_alone_with_file_and_line(repo):
     results = run.results()
     assert results["nginx"] == "failed" and results["postgres-init"] == "failed"
     assert results["singleuser"] == "built" and run.built() == SERVICES - {"nginx", "postgres-init"}
-    error = [line for line in run.stderr.splitlines() if line.startswith("FAILED nginx")]
-    assert error == ["FAILED nginx: services/nginx/Dockerfile:2: RUN before the first FROM (only ARG may come first)"]
-    assert re.search(r"FAILED postgres-init: build failed at 'RUN false': .*non-zero code: 1", run.stderr)
+    error = [line for line in run.stderr.splitlines() if re.match(r"\[\d+/8\] FAILED nginx", line)]
+    assert len(error) == 1 and re.search(
+        r" FAILED nginx in \S+: services/nginx/Dockerfile:2: RUN before the first FROM \(only ARG may come first\)$",
+        error[0])
+    assert re.search(r"FAILED postgres-init in \S+: build failed at 'RUN false': .*non-zero code: 1", run.stderr)
+    assert "full log: .buildlib/logs/postgres-init.log" in run.stderr
 
 
 def test_no_engine_is_one_line_and_non_zero(repo):

@@ -63,7 +63,7 @@ def test_registry_down_fails_only_its_services_and_the_next_run_catches_up(make_
     assert run.results() == {"a": "failed", "b": "built"}
     reason = f"base image {first} could not be pulled: docker.io: no such host (not retried); " \
              f"{registry.address}: connection refused (2 attempts)"
-    assert f"FAILED a: {reason}" in run.stderr
+    assert f"] FAILED a: {reason}" in run.stderr
     assert "Traceback" not in run.stderr
 
     registry.start()
