@@ -101,16 +101,18 @@ def _read_text(path: Path) -> str:
         raise BuildlibError(f"{path}: cannot read ({error.strerror})") from None
 
 
-def changes(previous: Mapping, current: Inputs) -> list[str]:
-    """What differs between the inputs of the last build (a record) and now, for a person."""
+def changes(previous: Mapping, current: Inputs, listed: int | None = MAX_LISTED) -> list[str]:
+    """What differs between the inputs of the last build (a record) and now, for a person.
+
+    Files are named up to `listed` per kind (changed, added, removed); None names every one.
+    """
     reasons = []
     old_files, new_files = previous.get("files", {}), current.files
     changed = sorted(path for path in new_files if path in old_files and old_files[path] != new_files[path])
     added = sorted(set(new_files) - set(old_files))
     removed = sorted(set(old_files) - set(new_files))
-    reasons += _listed(changed, "changed")
-    reasons += _listed(added, "added")
-    reasons += _listed(removed, "removed")
+    for paths, verb in ((changed, "changed"), (added, "added"), (removed, "removed")):
+        reasons += _listed(paths, verb, listed)
     if previous.get("dockerfile") != current.dockerfile:
         reasons.append("Dockerfile changed")
     old_args = previous.get("args", {})
@@ -128,7 +130,7 @@ def changes(previous: Mapping, current: Inputs) -> list[str]:
     return reasons
 
 
-def _listed(paths: list[str], verb: str) -> list[str]:
-    if len(paths) <= MAX_LISTED:
+def _listed(paths: list[str], verb: str, most: int | None) -> list[str]:
+    if most is None or len(paths) <= most:
         return [f"{path} {verb}" for path in paths]
-    return [f"{', '.join(paths[:MAX_LISTED])} and {len(paths) - MAX_LISTED} more {verb}"]
+    return [f"{', '.join(paths[:most])} and {len(paths) - most} more {verb}"]

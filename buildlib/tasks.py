@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -19,16 +20,18 @@ from doit.dependency import Dependency, SqliteDB
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from tabulate import tabulate
 
-from . import build, engine, pull, registry, templates
+from . import build, engine, graph, history, pull, registry, templates
+from .context import changes
 from .errors import BuildlibError, TemplateError
 from .lock import LOCK_FILE, read_lock, write_lock
 from .project import ExternalImage, Project, Service, load_project
 from .registry import RemoteStatus
 from .report import BuildReporter
 from .settings import OVERRIDABLE, Settings, load_settings
-from .status import ImageStatus, Verdict, built_from, service_status
+from .status import ImageStatus, Verdict, built_from, current_inputs, service_status
 
 STATE_FILE = ".doit.db"
+GRAPH_FILE = Path(".buildlib") / "graph.dot"
 
 DOIT_CONFIG = {
     "dep_file": STATE_FILE,
@@ -249,6 +252,65 @@ def print_status(project: Project, output_format: str):
     return None
 
 
+def print_explanation(project: Project, name: str):
+    """Action of explain:<service>: its status, then every input that changed since its last build."""
+    try:
+        row = next(row for row in statuses(project) if row["service"] == name)
+        record = previous_records(project.settings.root, [name]).get(name) or {}
+        service = project.services.get(name)
+        inputs = current_inputs(service)[0] if service else None
+    except BuildlibError as error:
+        return TaskFailed(str(error))
+    print(f"{name}: {row['status']}" + (f" ({row['reason']})" if row["reason"] else ""))
+    if row["status"] in (ImageStatus.OK.value, ImageStatus.MISSING.value) or inputs is None:
+        return None
+    if not record.get("inputs"):
+        print(f"  no record of its last build in {STATE_FILE}: what changed cannot be listed")
+        return None
+    for reason in changes(record["inputs"], inputs, listed=None) or ["its inputs are those of its last build here"]:
+        print(f"  {reason}")
+    return None
+
+
+def print_history(root: Path, limit: int):
+    """Action of `history`: the last runs, then each service's build durations."""
+    records = history.read(root)
+    if not records:
+        print(f"no builds recorded yet ({history.HISTORY_FILE})")
+        return None
+    words = ("built", "pulled_from_cache", "up_to_date", "failed")
+    runs = [[run["start"], f"{run.get('duration', 0):.1f}s", *(run.get(word, 0) for word in words)]
+            for run in history.recent_runs(records, limit)]
+    print(tabulate(runs, headers=["run started", "took", "built", "from cache", "up to date", "failed"]))
+    print()
+    trends = [[row["service"], row["builds"], *(f"{row[key]:.1f}s" for key in ("last", "median", "slowest"))]
+              for row in history.trends(records)]
+    print(tabulate(trends, headers=["service", "builds", "last", "median", "slowest"]))
+    return None
+
+
+def write_graph(project: Project, output: Path, picture: str):
+    """Action of `graph`: the DOT file, and its picture when Graphviz's dot is installed."""
+    try:
+        status_of = {row["service"]: row["status"] for row in statuses(project)}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(graph.to_dot(project, status_of), encoding="utf-8")
+    except BuildlibError as error:
+        return TaskFailed(str(error))
+    except OSError as error:
+        return TaskFailed(f"{output}: cannot write ({error.strerror})")
+    print(f"wrote {output}")
+    if not shutil.which("dot"):
+        print("no picture: Graphviz's dot is not installed (apt-get install graphviz)")
+        return None
+    drawn = output.with_suffix(f".{picture}")
+    done = subprocess.run(["dot", f"-T{picture}", "-o", str(drawn), str(output)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return TaskFailed(f"dot could not draw {output}: {done.stderr.strip()}")
+    print(f"wrote {drawn}")
+    return None
+
+
 def _cell(row: dict, column: str) -> str:
     if column == "registry" and row["registry_reason"]:
         return f"{row['registry']} ({row['registry_reason']})"
@@ -352,6 +414,31 @@ def task_push_all():
     if not project.settings.registry:
         return {"actions": [(refuse, [NO_REGISTRY])]}
     return {"actions": None, "task_dep": ["prefetch"] + [f"push:{name}" for name in project.names]}
+
+
+def task_explain():
+    """Say why a service is not OK: every file, build arg and base image that changed."""
+    project = current_project()
+    for name in project.names:
+        yield {"name": name, "actions": [(print_explanation, [project, name])], "verbosity": 2,
+               "uptodate": [False], "doc": f"why {name} would be built"}
+
+
+def task_history():
+    """Print the last runs (limit=10) and each service's build durations: last, median, slowest."""
+    limit = get_var("limit", "10")
+    if not limit.isdigit() or int(limit) == 0:
+        raise InvalidDodoFile(f"limit={limit}: must be a whole number above 0")
+    return {"actions": [(print_history, [Path.cwd(), int(limit)])], "verbosity": 2, "uptodate": [False]}
+
+
+def task_graph():
+    """Write the service graph as Graphviz DOT (output=.buildlib/graph.dot) and draw it (picture=svg|png)."""
+    output = Path(get_var("output", str(GRAPH_FILE)))
+    picture = get_var("picture", "svg")
+    if picture not in ("svg", "png"):
+        raise InvalidDodoFile(f"picture={picture}: must be svg or png")
+    return {"actions": [(write_graph, [current_project(), output, picture])], "verbosity": 2, "uptodate": [False]}
 
 
 def task_status():
