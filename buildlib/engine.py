@@ -24,6 +24,8 @@ HOW_TO_POINT = ("start one (in buildlib's repository: `eval \"$(scripts/engine u
                 "or set DOCKER_HOST to an engine that runs")
 
 LAST_LINES = 10    # of a failed build's output, shown with its error
+# The classic builder's own lines, left out of those: the steps' output is what explains a failure.
+BUILDER_CHATTER = ("Step ", "--->", "Removing intermediate container", "Successfully")
 
 _clients: dict[tuple[int, int], docker.APIClient] = {}
 
@@ -184,7 +186,7 @@ def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], t
             output(text)
             lines = [line for line in text.splitlines() if line.strip()]
             step = next((line for line in reversed(lines) if line.startswith("Step ")), step)
-            tail = (tail + [line for line in lines if not line.startswith("Step ")])[-LAST_LINES:]
+            tail = (tail + [line for line in lines if not line.strip().startswith(BUILDER_CHATTER)])[-LAST_LINES:]
             if "error" in chunk:
                 where = f" at {step.split(' : ', 1)[-1]!r}" if step else ""
                 last = "".join(f"\n    | {line}" for line in tail[:-1])
