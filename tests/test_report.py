@@ -10,8 +10,9 @@ import pytest
 from test_builds import SERVICES
 
 
-def test_parallel_builds_keep_one_intact_log_each_and_a_failure_shows_its_last_lines(make_repo):
-    steps = "".join(f"RUN echo {{name}}-line-{index}\n" for index in range(6))
+def test_parallel_builds_keep_one_intact_log_each_and_a_failure_shows_its_last_lines(make_repo, uid):
+    # The uid keeps the layer cache of earlier runs from answering instead of the steps.
+    steps = "".join(f"RUN echo {{name}}-line-{index} && echo {uid} > /dev/null\n" for index in range(6))
     dockerfiles = {name: "FROM busybox:1.36\n" + steps.format(name=name) for name in ("l1", "l2", "l3", "l4")}
     dockerfiles["l4"] += "RUN echo l4-last-words && false\n"
     repo = make_repo(dockerfiles, 'mirrors = ["127.0.0.1:5000"]\n')
