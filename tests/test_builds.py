@@ -79,7 +79,8 @@ def test_image_of_something_else_under_the_reference_is_rebuilt(repo, client):
     status = repo.status()["nginx"]
     assert status["status"] == "STALE"
     assert "built by something else" in status["reason"]
-    assert repo.doit("build_all").built() == {"nginx"}
+    run = repo.doit("build_all")
+    assert run.built() == {"nginx"}, run.stderr
     assert repo.status()["nginx"]["status"] == "OK"
 
 
