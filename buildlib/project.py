@@ -32,8 +32,13 @@ class Service:
     base_images: tuple[str, ...]        # every image it uses, external or built here
     external_images: tuple[ExternalImage, ...]
     base_services: tuple[str, ...]      # services whose images it uses
-    internal_images: tuple[str, ...]    # the images of those services
     templates: tuple[Template, ...] = ()
+
+    @property
+    def internal_images(self) -> tuple[str, ...]:
+        """The images of its base services: the base images that are not external."""
+        external = {image.ref for image in self.external_images}
+        return tuple(ref for ref in self.base_images if ref not in external)
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,6 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         hashed_args={key: value for key, value in build_args.items() if key in analysis.declared_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
         base_services=tuple(sorted({images[ref] for ref in refs if ref in images})),
-        internal_images=tuple(ref for ref in refs if ref in images),
         templates=tuple(_template(settings, folder, path) for path in own.templates))
 
 

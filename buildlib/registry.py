@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
 from docker.utils import parse_repository_tag
 
 from . import engine

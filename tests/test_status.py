@@ -6,7 +6,7 @@ from buildlib.project import Service
 from buildlib.status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, ImageStatus, base_identity, built_from, judge
 
 SERVICE = Service("backend", "ai-infra-backend:v1", "/c", "/c/Dockerfile", None, None, {}, {}, ("alpine:3.20",),
-                  (), (), ())
+                  (), ())
 INPUTS = Inputs({"a": "file 644 x"}, "d", {}, None, None, {"alpine:3.20": "sha256:1"})
 
 
