@@ -27,7 +27,7 @@ class ImageStatus(str, Enum):
 class Verdict:
     status: ImageStatus
     reason: str = ""                # one line a person can act on; empty when OK
-    inputs_hash: str | None = None  # of the inputs there are now, when every base image is at hand
+    inputs: Inputs | None = None    # the inputs there are now, when they were worked out
 
 
 def current_inputs(service: Service) -> tuple[Inputs | None, str]:
@@ -58,9 +58,9 @@ def base_identity(attrs: Mapping, internal: bool) -> str:
 def service_status(service: Service, project: str, previous: Mapping | None) -> Verdict:
     """Judge a service's image from the engine, with the last build's record to explain changes."""
     attrs = engine.inspect(service.image)
-    inputs, missing_base = current_inputs(service)
-    verdict = judge(attrs, service, project, inputs, missing_base, previous)
-    return replace(verdict, inputs_hash=inputs.digest if inputs else None)
+    # No image, nothing to compare: the hashing is left to the build that follows.
+    inputs, missing_base = current_inputs(service) if attrs else (None, "")
+    return replace(judge(attrs, service, project, inputs, missing_base, previous), inputs=inputs)
 
 
 def judge(attrs: Mapping | None, service: Service, project: str, inputs: Inputs | None, missing_base: str,

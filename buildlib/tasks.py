@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from doit import get_var
 from doit.dependency import Dependency, SqliteDB
@@ -190,8 +191,8 @@ def previous_records(root: Path, names: list[str]) -> dict[str, dict]:
         state.close()
 
 
-def statuses(project: Project) -> list[dict]:
-    """service, status, image, reason for every service: the stable interface of `status`."""
+def local_verdicts(project: Project) -> Callable[[str], Verdict]:
+    """Each service's verdict from the engine, worked out once and only when asked for."""
     records = previous_records(project.settings.root, project.names)
     lock = read_lock(project.settings.root)
     known = templates.values(project.settings.root, os.environ)
@@ -202,15 +203,30 @@ def statuses(project: Project) -> list[dict]:
             verdicts[name] = _verdict(project, name, records.get(name), lock, known, verdict_of)
         return verdicts[name]
 
+    return verdict_of
+
+
+def statuses(project: Project) -> list[dict]:
+    """service, status, image, reason and the registry's word for every service: the interface of `status`."""
+    verdict_of = local_verdicts(project)
     rows, remote = [], None
     for name in project.names:
         verdict, image = verdict_of(name), project.settings.image(name)
+        # Once the registry is unreachable it is not asked again.
         if project.settings.registry and (remote is None or remote.status is not RemoteStatus.UNREACHABLE):
-            remote = registry.remote_status(image, verdict.inputs_hash)   # once unreachable, not asked again
+            remote = registry.remote_status(image, _inputs_hash(project, name, verdict))
         rows.append({"service": name, "status": verdict.status.value, "image": image, "reason": verdict.reason,
                      "registry": remote.status.value if remote else None,
                      "registry_reason": remote.reason if remote else None})
     return rows
+
+
+def _inputs_hash(project: Project, name: str, verdict: Verdict) -> str | None:
+    """Today's inputs hash, to ask the registry about; worked out here for an image the engine lacks."""
+    inputs = verdict.inputs
+    if inputs is None and name in project.services:
+        inputs, _ = current_inputs(project.services[name])
+    return inputs.digest if inputs else None
 
 
 def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], known: dict[str, str],
@@ -234,7 +250,7 @@ def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, s
         except TemplateError as error:
             return replace(verdict, status=ImageStatus.STALE, reason=str(error))
         if pending:
-            return replace(verdict, status=ImageStatus.STALE, reason=f"{pending[0].shown} renders differently now")
+            return replace(verdict, status=ImageStatus.STALE, reason=f"{pending[0][0].shown} renders differently now")
     return verdict
 
 
@@ -255,19 +271,18 @@ def print_status(project: Project, output_format: str):
 def print_explanation(project: Project, name: str):
     """Action of explain:<service>: its status, then every input that changed since its last build."""
     try:
-        row = next(row for row in statuses(project) if row["service"] == name)
+        verdict = local_verdicts(project)(name)
         record = previous_records(project.settings.root, [name]).get(name) or {}
-        service = project.services.get(name)
-        inputs = current_inputs(service)[0] if service else None
     except BuildlibError as error:
         return TaskFailed(str(error))
-    print(f"{name}: {row['status']}" + (f" ({row['reason']})" if row["reason"] else ""))
-    if row["status"] in (ImageStatus.OK.value, ImageStatus.MISSING.value) or inputs is None:
+    print(f"{name}: {verdict.status.value}" + (f" ({verdict.reason})" if verdict.reason else ""))
+    if verdict.status is ImageStatus.OK or verdict.inputs is None:
         return None
     if not record.get("inputs"):
         print(f"  no record of its last build in {STATE_FILE}: what changed cannot be listed")
         return None
-    for reason in changes(record["inputs"], inputs, listed=None) or ["its inputs are those of its last build here"]:
+    reasons = changes(record["inputs"], verdict.inputs, listed=None)
+    for reason in reasons or ["its inputs are those of its last build here"]:
         print(f"  {reason}")
     return None
 
@@ -292,7 +307,8 @@ def print_history(root: Path, limit: int):
 def write_graph(project: Project, output: Path, picture: str):
     """Action of `graph`: the DOT file, and its picture when Graphviz's dot is installed."""
     try:
-        status_of = {row["service"]: row["status"] for row in statuses(project)}
+        verdict_of = local_verdicts(project)
+        status_of = {name: verdict_of(name).status.value for name in project.names}
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(graph.to_dot(project, status_of), encoding="utf-8")
     except BuildlibError as error:
@@ -352,7 +368,8 @@ def task_render():
         yield {
             "name": name,
             "actions": [(run_render, [service.templates, project.settings.root])],
-            "file_dep": [template.source for template in service.templates] + ([str(values_file)] if values_file else []),
+            "file_dep": [template.source for template in service.templates]
+                        + ([str(values_file)] if values_file else []),
             "targets": [template.output for template in service.templates],
             "uptodate": [(templates_rendered, [service.templates, project.settings.root])],
             "clean": True,

@@ -69,25 +69,21 @@ def render(text: str, known: Mapping[str, str], shown: str) -> str:
     return "".join(lines)
 
 
-def rendered(template: Template, known: Mapping[str, str]) -> str:
-    return render(_read(Path(template.source)), known, template.shown)
-
-
-def out_of_date(templates: tuple[Template, ...], known: Mapping[str, str]) -> list[Template]:
-    """The templates whose output on disk is not what they render to now."""
+def out_of_date(templates: tuple[Template, ...], known: Mapping[str, str]) -> list[tuple[Template, str]]:
+    """Each template whose output on disk is not what it renders to now, with that text."""
     stale = []
     for template in templates:
+        text = render(_read(Path(template.source)), known, template.shown)
         output = Path(template.output)
-        if not output.is_file() or _read(output) != rendered(template, known):
-            stale.append(template)
+        if not output.is_file() or _read(output) != text:
+            stale.append((template, text))
     return stale
 
 
 def write(templates: tuple[Template, ...], known: Mapping[str, str]) -> list[str]:
     """Render each template whose output differs; returns the outputs written."""
     written = []
-    for template in out_of_date(templates, known):
-        text = rendered(template, known)
+    for template, text in out_of_date(templates, known):
         output = Path(template.output)
         temporary = output.with_name(f".{output.name}.tmp")
         try:
