@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import engine, registry
+from .catalog import remember
 from .errors import BuildlibError, EngineError
 from .project import Service
 from .settings import Settings
@@ -18,7 +19,16 @@ def build(service: Service, settings: Settings, revision: str | None) -> dict:
 
     Returns the record the state file keeps: the inputs (to explain the next rebuild), the image
     ID, and either `from_cache` or `cache_note` (why the cache was not used, when it failed).
+    The new image's facts are remembered, so the next run's catalog need not inspect it.
     """
+    record = _produce(service, settings, revision)
+    attrs = engine.inspect(service.image)
+    if attrs is not None:
+        remember(settings.root, attrs)
+    return record
+
+
+def _produce(service: Service, settings: Settings, revision: str | None) -> dict:
     inputs, missing_base = current_inputs(service)
     if inputs is None:
         raise EngineError(f"base image {missing_base} is not in the engine (its prefetch or build failed)")

@@ -4,14 +4,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from docker.utils.build import exclude_paths
 
 from .errors import BuildlibError
+from .filecache import DigestCache
 
 CHUNK = 1 << 20
 MAX_LISTED = 3
@@ -26,6 +28,7 @@ class Inputs:
     target: str | None
     platform: str | None
     bases: Mapping[str, str]    # every base image reference -> its image ID in the engine
+    scope: str = ""             # why files is the whole context, when COPY and ADD could not narrow it
 
     @property
     def digest(self) -> str:
@@ -57,28 +60,81 @@ def context_paths(context: Path, dockerfile: Path) -> list[str]:
     if not context.is_dir():
         raise BuildlibError(f"{context}: build context is not a folder")
     patterns = dockerignore_patterns(context)
+    if not patterns:
+        return sorted(_walk(str(context), ""))   # nothing to exclude: no pattern to match
     return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile_name(context, dockerfile)))
 
 
-def file_digests(context: Path, dockerfile: Path) -> dict[str, str]:
-    """Path -> 'kind mode digest' for what the context sends, symlinks by their target.
+def _walk(folder: str, prefix: str) -> Iterator[str]:
+    """Every path under folder, relative to the context; symlinks to folders are not followed."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            relative = prefix + entry.name
+            yield relative
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path, relative + "/")
 
-    The Dockerfile is left out: Inputs.dockerfile covers it, wherever it lives.
+
+def taken_paths(context: Path, paths: list[str], sources: tuple[str, ...] | None) -> tuple[list[str], str]:
+    """The context paths that COPY and ADD with these sources can take, and why it is all of them when it is.
+
+    A source takes what it matches (Docker's * and ? do not cross '/') and everything under it.
+    Docker follows a symlink named on a source's path, so such a link makes it the whole context.
+    """
+    if sources is None or "" in sources:
+        return paths, ""
+    patterns = [_source_pattern(source) for source in sources]
+    prefixes = [_source_prefixes(source) for source in sources]
+    taken = []
+    for relative in paths:
+        if any(pattern.match(relative) for pattern in patterns):
+            taken.append(relative)
+        if any(prefix.fullmatch(relative) for group in prefixes for prefix in group) and (context / relative).is_symlink():
+            return paths, f"whole context: {relative} is a symlink that COPY/ADD follows"
+    return taken, ""
+
+
+def _source_pattern(source: str) -> re.Pattern:
+    return re.compile(_translate(source) + r"(?:/.*)?\Z", re.DOTALL)
+
+
+def _source_prefixes(source: str) -> list[re.Pattern]:
+    """The source's leading components, one pattern per depth: where a followed symlink could be."""
+    parts = source.split("/")
+    return [re.compile(_translate("/".join(parts[:depth])), re.DOTALL) for depth in range(1, len(parts) + 1)]
+
+
+def _translate(source: str) -> str:
+    wildcards = {"*": "[^/]*", "?": "[^/]"}
+    return "".join(wildcards.get(char) or re.escape(char) for char in source)
+
+
+def file_digests(context: Path, dockerfile: Path, paths: list[str] | None = None,
+                 cache: DigestCache | None = None) -> dict[str, str]:
+    """Path -> 'kind mode digest' for the given context paths (default: all it sends), symlinks by their target.
+
+    The Dockerfile is left out: Inputs.dockerfile covers it, wherever it lives. File contents
+    come from the cache when their stat data vouch for them.
     """
     digests = {}
+    cache = cache or DigestCache(None)
     skipped = dockerfile_name(context, dockerfile)
-    for relative in context_paths(context, dockerfile):
+    for relative in context_paths(context, dockerfile) if paths is None else paths:
         if relative == skipped:
             continue
         path = context / relative
-        info = os.lstat(path)
+        try:
+            info = os.lstat(path)
+        except OSError as error:
+            raise BuildlibError(f"{path}: cannot read ({error.strerror})") from None
         mode = f"{stat.S_IMODE(info.st_mode):o}"
         if stat.S_ISLNK(info.st_mode):
             digests[relative] = f"link {mode} {os.readlink(path)}"
         elif stat.S_ISDIR(info.st_mode):
             digests[relative] = f"dir {mode}"
         else:
-            digests[relative] = f"file {mode} {file_digest(path)}"
+            digests[relative] = f"file {mode} {cache.digest(relative, info, lambda: file_digest(path))}"
+    cache.save(set(digests))
     return digests
 
 

@@ -8,6 +8,8 @@ case-insensitive stage names, and the errors Docker itself would raise.
 from __future__ import annotations
 
 import io
+import json
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ KNOWN_INSTRUCTIONS = frozenset({
 STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
 HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LEADING_FLAGS = re.compile(r"(?:--\S+\s+)*")
+REMOTE_SOURCE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class Analysis:
     stages: tuple[str | None, ...]   # stage names (lower case) by index; None when unnamed
     images: tuple[ImageUse, ...]     # images used by the stages the build reaches
     declared_args: frozenset[str]    # every ARG name the Dockerfile declares
+    # What COPY and ADD of the stages the target reaches take from the context, as cleaned
+    # paths with * and ? wildcards ('' is the whole context); unresolved says why they cannot
+    # be known before the build (then the whole context counts).
+    context_sources: tuple[str, ...] = ()
+    unresolved: str = ""
 
 
 def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str | None = None) -> Analysis:
@@ -109,13 +118,18 @@ class _Analyser:
     def run(self, steps: list[Instruction], target: str | None) -> Analysis:
         all_names = self._stage_names(steps)
         stages: list[str | None] = []
-        images: list[list[ImageUse]] = []   # per stage
+        # per stage: the images it uses, the earlier stages it uses, what it takes from the context
+        images: list[list[ImageUse]] = []
+        uses_stages: list[set[int]] = []
+        sources: list[list[tuple[str, str]]] = []   # (cleaned source, why it is unresolved or '')
         stage_args: dict[str, str | None] = {}
         for step in steps:
             if step.keyword == "FROM":
-                name, uses = self._from(step, stages, all_names)
+                name, uses, base_stage = self._from(step, stages, all_names)
                 stages.append(name)
                 images.append(uses)
+                uses_stages.append(set() if base_stage is None else {base_stage})
+                sources.append([])
                 stage_args = {}
             elif not stages:
                 if step.keyword != "ARG":
@@ -125,12 +139,49 @@ class _Analyser:
             elif step.keyword == "ARG":
                 self._declare(step, stage_args, self.global_args)
             elif step.keyword in ("COPY", "ADD", "RUN"):
-                images[-1].extend(self._from_flags(step, stages, all_names, stage_args))
+                used_images, used_stages = self._from_flags(step, stages, all_names, stage_args)
+                images[-1].extend(used_images)
+                uses_stages[-1].update(used_stages)
+                if step.keyword != "RUN":
+                    sources[-1].extend(self._context_sources(step))
         if not stages:
             raise DockerfileError(self.path, None, "has no FROM instruction")
-        reached = self._target_index(stages, target) + 1
-        uses = tuple(use for stage in images[:reached] for use in stage)
-        return Analysis(tuple(stages), uses, frozenset(self.declared))
+        target_index = self._target_index(stages, target)
+        # The classic builder runs (and pulls the bases of) every stage up to the target, but
+        # only the stages the target uses can put anything from the context into the image.
+        uses = tuple(use for stage in images[:target_index + 1] for use in stage)
+        taken = [source for index in _reached(target_index, uses_stages) for source in sources[index]]
+        unresolved = next((why for _, why in taken if why), "")
+        return Analysis(tuple(stages), uses, frozenset(self.declared),
+                        tuple(sorted({source for source, why in taken if not why})), unresolved)
+
+    def _context_sources(self, step: Instruction) -> list[tuple[str, str]]:
+        """The sources of a COPY or ADD that reads the context, cleaned as Docker cleans them."""
+        flags = LEADING_FLAGS.match(step.value)
+        if "--from=" in flags.group():
+            return []   # it copies from a stage or an image, not from the context
+        rest = step.value[flags.end():].strip()
+        words = rest.split()
+        if rest.startswith("["):
+            try:
+                words = json.loads(rest)
+            except ValueError:
+                pass   # not JSON: Docker reads it as the shell form
+        if len(words) < 2:
+            raise DockerfileError(self.path, step.line, f"{step.keyword} needs a source and a destination")
+        found = []
+        for source in words[:-1]:
+            if source.startswith("<<"):
+                continue   # a heredoc: the text is in the Dockerfile
+            why = ""
+            if REMOTE_SOURCE.match(source):
+                why = f"line {step.line}: {step.keyword} source {source} is remote"
+            elif "$" in source:
+                why = f"line {step.line}: {step.keyword} source {source} uses a variable"
+            elif "[" in source or "\\" in source:
+                why = f"line {step.line}: {step.keyword} source {source} uses [ ] or \\ patterns"
+            found.append((posixpath.normpath("/" + source).lstrip("/"), why))
+        return found
 
     def _stage_names(self, steps: list[Instruction]) -> list[str | None]:
         names = []
@@ -160,7 +211,8 @@ class _Analyser:
             else:
                 scope[name] = inherited.get(name)
 
-    def _from(self, step: Instruction, stages: list, all_names: list) -> tuple[str | None, list[ImageUse]]:
+    def _from(self, step: Instruction, stages: list, all_names: list) -> tuple[str | None, list[ImageUse], int | None]:
+        """The stage's name, the image it uses, and the earlier stage it is built on."""
         flags, words = _split_flags(step.value)
         if len(words) == 2 and words[0] == "--platform" or any(flag == "--platform" for flag in flags):
             raise DockerfileError(self.path, step.line, "FROM --platform needs its value after '=': --platform=VALUE")
@@ -181,12 +233,14 @@ class _Analyser:
         image = expand(words[0], self.global_args, self.path, step.line, strict=True)
         if not image:
             raise DockerfileError(self.path, step.line, "FROM names an empty image")
-        if self._stage_ref(image, stages, all_names, step) is not None or image.lower() == "scratch":
-            return name, []
-        return name, [ImageUse(image, platform, step.line)]
+        base_stage = self._stage_ref(image, stages, all_names, step)
+        if base_stage is not None or image.lower() == "scratch":
+            return name, [], base_stage
+        return name, [ImageUse(image, platform, step.line)], None
 
-    def _from_flags(self, step: Instruction, stages: list, all_names: list, stage_args: dict) -> list[ImageUse]:
-        """Images named by COPY/ADD --from=X and RUN --mount=...,from=X."""
+    def _from_flags(self, step: Instruction, stages: list, all_names: list,
+                    stage_args: dict) -> tuple[list[ImageUse], set[int]]:
+        """Images and earlier stages named by COPY/ADD --from=X and RUN --mount=...,from=X."""
         flags, _ = _split_flags(step.value)
         sources = []
         for flag in flags:
@@ -195,16 +249,19 @@ class _Analyser:
                 sources.append(value)
             elif key == "mount":
                 sources += [option[5:] for option in value.split(",") if option.startswith("from=")]
-        uses = []
+        uses, used_stages = [], set()
         for source in sources:
             scope = {**self.global_args, **stage_args}
             ref = expand(source, scope, self.path, step.line, strict=False)
             if ref.isdigit():
                 if int(ref) >= len(stages) - 1:
                     raise DockerfileError(self.path, step.line, f"--from={ref}: stage {ref} is not defined before this one")
-            elif self._stage_ref(ref, stages[:-1], all_names, step) is None and ref.lower() != "scratch":
+                used_stages.add(int(ref))
+            elif (index := self._stage_ref(ref, stages[:-1], all_names, step)) is not None:
+                used_stages.add(index)
+            elif ref.lower() != "scratch":
                 uses.append(ImageUse(ref, None, step.line))
-        return uses
+        return uses, used_stages
 
     def _stage_ref(self, ref: str, earlier: list, all_names: list, step: Instruction) -> int | None:
         """The index of the earlier stage that ref names; an error when it names a later one."""
@@ -221,6 +278,17 @@ class _Analyser:
         if target.lower() not in stages:
             raise DockerfileError(self.path, None, f"target stage '{target}' is not defined")
         return stages.index(target.lower())
+
+
+def _reached(target: int, uses_stages: list[set[int]]) -> list[int]:
+    """The stages the target stage is built from or copies from, itself included, in order."""
+    reached, pending = set(), [target]
+    while pending:
+        index = pending.pop()
+        if index not in reached:
+            reached.add(index)
+            pending.extend(uses_stages[index])
+    return sorted(reached)
 
 
 def _split_flags(value: str) -> tuple[list[str], list[str]]:

@@ -82,6 +82,12 @@ def inspect(ref: str) -> dict | None:
             return None
 
 
+def images(filters: Mapping[str, object]) -> list[dict]:
+    """The engine's summary of every tagged image that passes the filters, in one call."""
+    with _translated_errors("list images"):
+        return client().images(filters=dict(filters))
+
+
 def image_id(ref: str) -> str | None:
     attrs = inspect(ref)
     return attrs["Id"] if attrs else None
@@ -151,9 +157,9 @@ def registry_digest(ref: str) -> str | None:
     return found["Descriptor"]["digest"]
 
 
-def has_digest(ref: str, digest: str) -> bool:
+def has_digest(ref: str, digest: str, lookup: Callable[[str], dict | None] = inspect) -> bool:
     """Whether the engine's image under ref is the one a registry serves as digest."""
-    known = (inspect(ref) or {}).get("RepoDigests") or []
+    known = (lookup(ref) or {}).get("RepoDigests") or []
     return any(name.endswith(f"@{digest}") for name in known)
 
 

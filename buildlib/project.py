@@ -5,10 +5,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from .catalog import ImageSet
 from .dockerfile import analyse
 from .errors import BuildlibError, SettingsError
 from .settings import NAME_PATTERN, Settings
 from .templates import SUFFIX, Template
+
+DIGEST_FOLDER = Path(".buildlib") / "digests"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class Service:
     external_images: tuple[ExternalImage, ...]
     base_services: tuple[str, ...]      # services whose images it uses
     templates: tuple[Template, ...] = ()
+    context_sources: tuple[str, ...] | None = None   # what COPY and ADD take; None: the whole context
+    whole_context: str = ""                          # why they cannot narrow the context, when they cannot
+    digest_cache: str | None = None                  # the file that remembers its files' digests
 
     @property
     def internal_images(self) -> tuple[str, ...]:
@@ -50,6 +56,12 @@ class Project:
     @property
     def names(self) -> list[str]:
         return sorted([*self.services, *self.broken])
+
+    @property
+    def image_set(self) -> ImageSet:
+        """What a catalog of the engine lists for this project."""
+        refs = tuple(image.ref for image in self.external_images)
+        return ImageSet(self.settings.root, self.settings.project, refs)
 
     @property
     def external_images(self) -> tuple[ExternalImage, ...]:
@@ -118,7 +130,10 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         hashed_args={key: value for key, value in build_args.items() if key in analysis.declared_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
         base_services=tuple(sorted({images[ref] for ref in refs if ref in images})),
-        templates=tuple(_template(settings, folder, path) for path in own.templates))
+        templates=tuple(_template(settings, folder, path) for path in own.templates),
+        context_sources=None if analysis.unresolved else analysis.context_sources,
+        whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
+        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"))
 
 
 def _template(settings: Settings, folder: Path, path: str) -> Template:

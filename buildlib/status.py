@@ -4,11 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from . import engine
-from .context import Inputs, changes, file_digest, file_digests
+from .context import Inputs, changes, context_paths, file_digest, file_digests, taken_paths
+from .filecache import DigestCache
 from .project import Service
+
+Lookup = Callable[[str], Mapping | None]    # engine.inspect, or a catalog's answer from one listing
 
 HASH_LABEL = "io.buildlib.inputs-hash"
 SERVICE_LABEL = "io.buildlib.service"
@@ -30,17 +33,27 @@ class Verdict:
     inputs: Inputs | None = None    # the inputs there are now, when they were worked out
 
 
-def current_inputs(service: Service) -> tuple[Inputs | None, str]:
-    """The inputs as they are now, or None and the base image that the engine does not have."""
-    bases = {}
+def current_inputs(service: Service, lookup: Lookup = engine.inspect) -> tuple[Inputs | None, str]:
+    """The inputs as they are now, or None and the base image that the engine does not have.
+
+    The files are those that COPY and ADD can take, or the whole context when that cannot be
+    known before the build (Inputs.scope says why).
+    """
+    bases, triggers = {}, []
     for ref in service.base_images:
-        attrs = engine.inspect(ref)
+        attrs = lookup(ref)
         if attrs is None:
             return None, ref
         bases[ref] = base_identity(attrs, internal=ref in service.internal_images)
-    dockerfile_digest = file_digest(service.dockerfile)
-    files = file_digests(Path(service.context), Path(service.dockerfile))
-    return Inputs(files, dockerfile_digest, dict(service.hashed_args), service.target, service.platform, bases), ""
+        if (attrs.get("Config") or {}).get("OnBuild"):
+            triggers.append(ref)
+    scope = service.whole_context or (f"whole context: base {triggers[0]} has ONBUILD triggers" if triggers else "")
+    context, dockerfile = Path(service.context), Path(service.dockerfile)
+    paths, followed = taken_paths(context, context_paths(context, dockerfile), None if scope else service.context_sources)
+    cache = DigestCache(Path(service.digest_cache) if service.digest_cache else None)
+    files = file_digests(context, dockerfile, paths, cache)
+    return Inputs(files, file_digest(dockerfile), dict(service.hashed_args), service.target, service.platform,
+                  bases, scope or followed), ""
 
 
 def base_identity(attrs: Mapping, internal: bool) -> str:
@@ -55,11 +68,12 @@ def base_identity(attrs: Mapping, internal: bool) -> str:
     return labels.get(HASH_LABEL, attrs["Id"]) if internal else attrs["Id"]
 
 
-def service_status(service: Service, project: str, previous: Mapping | None) -> Verdict:
+def service_status(service: Service, project: str, previous: Mapping | None,
+                   lookup: Lookup = engine.inspect) -> Verdict:
     """Judge a service's image from the engine, with the last build's record to explain changes."""
-    attrs = engine.inspect(service.image)
+    attrs = lookup(service.image)
     # No image, nothing to compare: the hashing is left to the build that follows.
-    inputs, missing_base = current_inputs(service) if attrs else (None, "")
+    inputs, missing_base = current_inputs(service, lookup) if attrs else (None, "")
     return replace(judge(attrs, service, project, inputs, missing_base, previous), inputs=inputs)
 
 

@@ -22,6 +22,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from tabulate import tabulate
 
 from . import build, engine, graph, history, pull, registry, templates
+from .catalog import Catalog, ImageSet, catalog, mark_changed
 from .context import changes
 from .errors import BuildlibError, TemplateError
 from .lock import LOCK_FILE, read_lock, write_lock
@@ -41,6 +42,7 @@ DOIT_CONFIG = {
     "reporter": BuildReporter,
     "default_tasks": ["build_all"],
 }
+COPIED_FILES = "files COPY/ADD take"
 NO_REGISTRY = ("no registry to push to: set registry in [tool.buildlib], BUILDLIB_REGISTRY "
                "or registry=host[:port][/path] on the command line")
 
@@ -88,21 +90,24 @@ def git_revision(root: Path) -> str | None:
 
 # --- actions and uptodate checks -----------------------------------------------------------
 
-def base_image_ready(ref: str, digest: str | None, force: bool) -> bool:
+def base_image_ready(ref: str, digest: str | None, force: bool, images: ImageSet) -> bool:
     """uptodate of prefetch: the engine has the image (with the locked digest, when locked)."""
     if force:
         return False   # refresh moving tags
     try:
         if digest:
-            return engine.has_digest(ref, digest)
-        return engine.inspect(ref) is not None
+            return catalog(images).has_digest(ref, digest)
+        return catalog(images).inspect(ref) is not None
     except BuildlibError:
         return False   # the action will meet the same problem and say it
 
 
 def run_prefetch(image: ExternalImage, settings: Settings, digest: str | None, label: str):
     """Action: pull one base image; the source it came from is kept in the state file."""
-    source = as_task_result(pull.prefetch, image.ref, image.platform, settings.mirrors, settings.pull, digest, label)
+    try:
+        source = as_task_result(pull.prefetch, image.ref, image.platform, settings.mirrors, settings.pull, digest, label)
+    finally:
+        mark_changed(settings.root)
     return source if isinstance(source, TaskFailed) else {"source": source}
 
 
@@ -120,13 +125,13 @@ def run_lock(project: Project):
     return None
 
 
-def build_is_current(task, values, service: Service, project: str, force: bool) -> bool:
+def build_is_current(task, values, service: Service, force: bool, images: ImageSet) -> bool:
     """uptodate: the engine holds a valid image with today's inputs hash (force: never)."""
     if force:
         task.meta["reason"] = "force=1"
         return False
     try:
-        verdict = service_status(service, project, values)
+        verdict = service_status(service, images.project, values, catalog(images).inspect)
     except BuildlibError as error:
         verdict = Verdict(ImageStatus.MISSING, str(error))
     task.meta["reason"] = verdict.reason
@@ -148,7 +153,10 @@ def run_render(service_templates: tuple[templates.Template, ...], root: Path):
 
 def run_build(service: Service, settings: Settings, revision: str | None):
     """Action: build one service; its inputs are kept in the state file to explain the next rebuild."""
-    return as_task_result(build.build, service, settings, revision)
+    try:
+        return as_task_result(build.build, service, settings, revision)
+    finally:
+        mark_changed(settings.root)
 
 
 def pushed_already(image: str, service: str, settings: Settings) -> bool:
@@ -196,11 +204,12 @@ def local_verdicts(project: Project) -> Callable[[str], Verdict]:
     records = previous_records(project.settings.root, project.names)
     lock = read_lock(project.settings.root)
     known = templates.values(project.settings.root, os.environ)
+    engine_images = catalog(project.image_set)
     verdicts: dict[str, Verdict] = {}
 
     def verdict_of(name: str) -> Verdict:
         if name not in verdicts:
-            verdicts[name] = _verdict(project, name, records.get(name), lock, known, verdict_of)
+            verdicts[name] = _verdict(project, name, records.get(name), lock, known, engine_images, verdict_of)
         return verdicts[name]
 
     return verdict_of
@@ -216,30 +225,39 @@ def statuses(project: Project) -> list[dict]:
         if project.settings.registry and (remote is None or remote.status is not RemoteStatus.UNREACHABLE):
             remote = registry.remote_status(image, _inputs_hash(project, name, verdict))
         rows.append({"service": name, "status": verdict.status.value, "image": image, "reason": verdict.reason,
+                     "inputs": _inputs_scope(project, name, verdict),
                      "registry": remote.status.value if remote else None,
                      "registry_reason": remote.reason if remote else None})
     return rows
+
+
+def _inputs_scope(project: Project, name: str, verdict: Verdict) -> str:
+    """Which files count: what COPY and ADD take, or the whole context and why."""
+    if verdict.inputs is not None:
+        return verdict.inputs.scope or COPIED_FILES
+    service = project.services.get(name)
+    return (service.whole_context or COPIED_FILES) if service else ""
 
 
 def _inputs_hash(project: Project, name: str, verdict: Verdict) -> str | None:
     """Today's inputs hash, to ask the registry about; worked out here for an image the engine lacks."""
     inputs = verdict.inputs
     if inputs is None and name in project.services:
-        inputs, _ = current_inputs(project.services[name])
+        inputs, _ = current_inputs(project.services[name], catalog(project.image_set).inspect)
     return inputs.digest if inputs else None
 
 
 def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], known: dict[str, str],
-             verdict_of) -> Verdict:
+             engine_images: Catalog, verdict_of) -> Verdict:
     if name in project.broken:
-        exists = engine.inspect(project.settings.image(name)) is not None
+        exists = engine_images.inspect(project.settings.image(name)) is not None
         return Verdict(ImageStatus.STALE if exists else ImageStatus.MISSING, project.broken[name])
     service = project.services[name]
-    verdict = service_status(service, project.settings.project, record)
+    verdict = service_status(service, project.settings.project, record, engine_images.inspect)
     if verdict.status is ImageStatus.OK:
         # A base that prefetch or a build will replace makes this image out of date too.
         for image in service.external_images:
-            if image.ref in lock and not engine.has_digest(image.ref, lock[image.ref]):
+            if image.ref in lock and not engine_images.has_digest(image.ref, lock[image.ref]):
                 return replace(verdict, status=ImageStatus.STALE, reason=f"base {image.ref} differs from {LOCK_FILE}")
         for base in service.base_services:
             if verdict_of(base).status is not ImageStatus.OK:
@@ -330,6 +348,8 @@ def write_graph(project: Project, output: Path, picture: str):
 def _cell(row: dict, column: str) -> str:
     if column == "registry" and row["registry_reason"]:
         return f"{row['registry']} ({row['registry_reason']})"
+    if column == "reason" and row["inputs"].startswith("whole context"):
+        return "; ".join(filter(None, [row["reason"], row["inputs"]]))
     return row[column]
 
 
@@ -346,7 +366,7 @@ def task_prefetch():
         yield {
             "name": image.ref,
             "actions": [(run_prefetch, [image, settings, digest, f"[{index}/{len(images)}] "])],
-            "uptodate": [(base_image_ready, [image.ref, digest, settings.force])],
+            "uptodate": [(base_image_ready, [image.ref, digest, settings.force, project.image_set])],
             "meta": {"base_image": image.ref},
             "doc": f"pull {image.ref}" + (f" ({image.platform})" if image.platform else ""),
         }
@@ -393,7 +413,7 @@ def task_build():
         yield {
             "name": name,
             "actions": [(run_build, [service, settings, revision])],
-            "uptodate": [(build_is_current, [service, settings.project, settings.force])],
+            "uptodate": [(build_is_current, [service, settings.force, project.image_set])],
             "task_dep": [f"prefetch:{image.ref}" for image in service.external_images]
                         + [f"build:{base}" for base in service.base_services]
                         + ([f"render:{name}"] if service.templates else []),

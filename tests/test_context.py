@@ -9,7 +9,7 @@ from pathlib import Path
 from docker.utils import tar
 from hypothesis import given, settings, strategies as st
 
-from buildlib.context import Inputs, changes, context_paths, file_digests
+from buildlib.context import Inputs, changes, context_paths, file_digests, taken_paths
 
 
 def make_tree(root: Path, files: dict[str, str]) -> None:
@@ -82,3 +82,29 @@ def test_dockerignore_matches_docker_py_for_any_rules(tmp_path_factory, names, p
         sent = {member.name for member in tarfile.open(fileobj=archive).getmembers()}
     assert set(context_paths(root, root / "Dockerfile")) == sent
     shutil.rmtree(root)
+
+
+def test_taken_paths_follow_dockers_wildcards_and_directories(tmp_path):
+    paths = ["README.md", "src", "src/a.go", "src/sub", "src/sub/b.go", "bin", "bin/x.sh", "bin/y.py", "go.mod"]
+    taken, why = taken_paths(tmp_path, paths, ("src", "bin/*.sh", "go.?od"))
+    assert (taken, why) == (["src", "src/a.go", "src/sub", "src/sub/b.go", "bin/x.sh", "go.mod"], "")
+    assert taken_paths(tmp_path, paths, ("*",))[0] == paths            # * matches at the top, and takes folders
+    assert taken_paths(tmp_path, paths, ("",))[0] == paths
+    assert taken_paths(tmp_path, paths, None)[0] == paths
+    assert taken_paths(tmp_path, paths, ("s*/*.go",))[0] == ["src/a.go"]
+
+
+def test_a_symlink_a_source_goes_through_makes_it_the_whole_context(tmp_path):
+    make_tree(tmp_path, {"real/a.txt": "a", "other.txt": "o"})
+    (tmp_path / "src").symlink_to("real")
+    paths = context_paths(tmp_path, tmp_path / "Dockerfile")
+    assert taken_paths(tmp_path, paths, ("src/a.txt",)) == (paths, "whole context: src is a symlink that COPY/ADD follows")
+    assert taken_paths(tmp_path, paths, ("other.txt",)) == (["other.txt"], "")
+
+
+def test_without_dockerignore_the_walk_sends_what_docker_py_sends(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a", "a/b/c.txt": "", ".hidden": "", "d.txt": ""})
+    (tmp_path / "link").symlink_to("a")
+    with tar(str(tmp_path), dockerfile=("Dockerfile", None)) as archive:
+        sent = {member.name for member in tarfile.open(fileobj=archive).getmembers()}
+    assert set(context_paths(tmp_path, tmp_path / "Dockerfile")) == sent

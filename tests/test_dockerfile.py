@@ -136,3 +136,32 @@ def test_random_bytes_raise_only_our_error(data):
 @given(st.text(alphabet=st.characters(blacklist_characters="$\\"), max_size=40))
 def test_text_without_variables_expands_to_itself(word):
     assert expand(word, {}, "Dockerfile", 1, strict=True) == word
+
+
+def sources(text: str, target: str | None = None) -> tuple[tuple[str, ...], str]:
+    analysis = analyse(text.encode(), "Dockerfile", {}, target)
+    return analysis.context_sources, analysis.unresolved
+
+
+def test_context_sources_are_the_copy_and_add_sources_of_the_stages_the_target_uses():
+    text = ("FROM golang:1.23 AS build\nCOPY go.mod go.sum ./\nCOPY ./src/ /app/src\n"
+            "FROM alpine AS docs\nCOPY docs /docs\n"
+            "FROM alpine\nCOPY --from=build /app /app\nADD [\"conf/a b.conf\", \"/etc/\"]\n"
+            "COPY --chown=1:1 /bin/*.sh /usr/local/bin/\nCOPY <<EOF /etc/motd\nhello\nEOF\n")
+    assert sources(text) == (("bin/*.sh", "conf/a b.conf", "go.mod", "go.sum", "src"), "")
+    assert sources(text, "docs") == (("docs",), "")
+    assert sources("FROM alpine\nCOPY . /app\n") == (("",), "")
+    assert sources("FROM alpine\nCOPY ../../x /app\n") == (("x",), "")   # cleaned inside the context
+
+
+def test_sources_that_cannot_be_known_before_the_build_are_said():
+    assert sources("FROM alpine\nARG D=src\nCOPY $D /app\n")[1] == "line 3: COPY source $D uses a variable"
+    assert sources("FROM alpine\nADD https://example.invalid/a.tgz /a\n")[1] == \
+        "line 2: ADD source https://example.invalid/a.tgz is remote"
+    assert "uses [ ] or \\ patterns" in sources("FROM alpine\nCOPY [ab].txt /\n")[1]
+    # a stage the target does not use is not a reason
+    assert sources("FROM alpine AS x\nCOPY $D /\nFROM alpine\nCOPY a /a\n") == (("a",), "")
+
+
+def test_copy_without_a_destination_is_an_error_with_its_line():
+    assert error("FROM alpine\nCOPY onlyone\n") == "svc/Dockerfile:2: COPY needs a source and a destination"
