@@ -1,11 +1,14 @@
 """Building a service: its inputs hashed, the registry cache asked, else the engine asked to build it."""
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import engine, registry
 from .catalog import remember
+from .dockerfile import with_labels
 from .errors import BuildlibError, EngineError
 from .project import Service
 from .settings import Settings
@@ -49,17 +52,32 @@ def _produce(service: Service, settings: Settings, revision: str | None) -> dict
     if revision:
         labels["org.opencontainers.image.revision"] = revision
     log = log_path(settings.root, service.name)
+    dockerfile = _labelled(service, inputs.dockerfile, labels)
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w", encoding="utf-8") as output:
+        with open(log, "w", encoding="utf-8") as output, tempfile.TemporaryDirectory(prefix="buildlib-") as folder:
+            # Outside the context, so that docker-py sends it under a name of its own.
+            sent = Path(folder) / "Dockerfile"
+            sent.write_bytes(dockerfile)
             image_id = engine.build(
-                service.context, service.dockerfile, service.image, args=service.build_args, target=service.target,
-                platform=service.platform, labels=labels, nocache=settings.force, output=output.write)
+                service.context, str(sent), service.image, args=service.build_args, target=service.target,
+                platform=service.platform, labels={}, nocache=settings.force, output=output.write)
     except EngineError as error:
         raise EngineError(f"{error}\n    full log: {log.relative_to(settings.root)}") from None
     except OSError as error:
         raise BuildlibError(f"{log}: cannot write the build log ({error.strerror})") from None
     return {**record, "image_id": image_id, "cache_note": cache_note}
+
+
+def _labelled(service: Service, digest: str, labels: dict[str, str]) -> bytes:
+    """The Dockerfile's bytes that were hashed, with the labels as its last instruction."""
+    try:
+        data = Path(service.dockerfile).read_bytes()
+    except OSError as error:
+        raise BuildlibError(f"{service.dockerfile}: cannot read ({error.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BuildlibError(f"{service.dockerfile}: changed while its inputs were hashed; run again")
+    return with_labels(data, service.dockerfile, labels, service.target)
 
 
 def log_path(root: Path, service: str) -> Path:

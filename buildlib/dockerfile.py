@@ -82,6 +82,30 @@ def instructions(data: bytes, path: str) -> list[Instruction]:
     return result
 
 
+def with_labels(data: bytes, path: str, labels: Mapping[str, str], target: str | None) -> bytes:
+    """The Dockerfile with one LABEL instruction at the end of the target stage.
+
+    The classic builder turns every label passed through its API into a step of its own, each
+    a container to create and commit; one LABEL line in the Dockerfile is a single step.
+    """
+    text = _decode(data, path)
+    stages = [step for step in instructions(data, path) if step.keyword == "FROM"]
+    names = [_stage_name(step.value) for step in stages]
+    index = len(stages) - 1 if target is None else names.index(target.lower())
+    pairs = " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in labels.items())
+    lines = text.splitlines(keepends=True)
+    where = stages[index + 1].line - 1 if index + 1 < len(stages) else len(lines)
+    if where == len(lines) and lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines.insert(where, f"LABEL {pairs}\n")
+    return "".join(lines).encode()
+
+
+def _stage_name(value: str) -> str | None:
+    words = value.split()
+    return words[-1].lower() if len(words) >= 3 and words[-2].lower() == "as" else None
+
+
 def _decode(data: bytes, path: str) -> str:
     if not data.strip():
         raise DockerfileError(path, None, "is empty")
@@ -184,12 +208,7 @@ class _Analyser:
         return found
 
     def _stage_names(self, steps: list[Instruction]) -> list[str | None]:
-        names = []
-        for step in steps:
-            if step.keyword == "FROM":
-                words = step.value.split()
-                names.append(words[-1].lower() if len(words) >= 3 and words[-2].lower() == "as" else None)
-        return names
+        return [_stage_name(step.value) for step in steps if step.keyword == "FROM"]
 
     def _declare(self, step: Instruction, scope: dict, inherited: Mapping[str, str | None]) -> None:
         """ARG NAME[=default] ...: the build arg wins, then the default, then the global value."""

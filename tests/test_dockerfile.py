@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from buildlib.dockerfile import analyse, expand, instructions
+from buildlib.dockerfile import analyse, expand, instructions, with_labels
 from buildlib.errors import DockerfileError
 
 
@@ -165,3 +165,14 @@ def test_sources_that_cannot_be_known_before_the_build_are_said():
 
 def test_copy_without_a_destination_is_an_error_with_its_line():
     assert error("FROM alpine\nCOPY onlyone\n") == "svc/Dockerfile:2: COPY needs a source and a destination"
+
+
+def test_labels_end_the_target_stage_as_one_instruction():
+    text = b"FROM alpine AS base\nRUN true\n\nFROM base AS app\nCOPY a /a\nFROM scratch\nCOPY --from=app /a /a"
+    labels = {"io.x/hash": "sha256:1", "title": 'say "hi"'}
+    last = with_labels(text, "D", labels, None).decode()
+    assert last.endswith('COPY --from=app /a /a\nLABEL "io.x/hash"="sha256:1" "title"="say \\"hi\\""\n')
+    middle = with_labels(text, "D", labels, "APP").decode()
+    assert middle.splitlines()[5].startswith("LABEL ") and middle.splitlines()[6] == "FROM scratch"
+    # what the analysis reads is unchanged but for the one instruction
+    assert [step.keyword for step in instructions(middle.encode(), "D")].count("LABEL") == 1

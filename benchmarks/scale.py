@@ -1,0 +1,308 @@
+"""Benchmark: buildlib against docker-compose and a build.sh loop on synthetic monorepos.
+
+    DOCKER_HOST=... python benchmarks/scale.py [--services 300] [--files 200] [--rounds 3]
+
+Generates one monorepo per tool (N services of M files; every --chain-th service starts a chain
+of services built FROM the one before; a tenth of each service's files are docs no COPY takes).
+The repositories differ only in a salt line in every file, so the engine's layer cache never
+serves one tool with another's layers. On the engine DOCKER_HOST names, it runs, side by side:
+
+  cold      every image of the tool removed first (buildlib: its .doit.db and caches too)
+  no-op     nothing changed since the last run
+  one file  one file of one service (at the end of a chain) changed
+  chain     one file of a chain's first service changed: the chain rebuilds
+  force     buildlib force=1, docker-compose build --no-cache, build.sh --no-cache
+
+for buildlib serial and with -n 4, `docker-compose build` and build.sh (`docker build` per
+service in order, classic builder). Each cell: the median wall time over the rounds, the images
+whose ID changed, the Docker API requests (counted by a proxy on the engine's socket) and the
+peak memory of the largest process. Then the no-op time against N for each tool, as a table and
+a plot (benchmarks/results/noop.png). Needs docker-compose (apt-get install docker-compose),
+the docker CLI and matplotlib; base images come from the loopback mirror 127.0.0.1:5000.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from engine_calls import EngineCalls  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BASE = "busybox:1.36"
+MIRROR_BASE = f"127.0.0.1:5000/library/{BASE}"
+SCENARIOS = ("cold", "no-op", "one file", "chain", "force")
+
+
+@dataclass(frozen=True)
+class Shape:
+    services: int
+    files: int
+    file_bytes: int
+    chain: int
+
+    def name(self, index: int) -> str:
+        return f"s{index:03d}"
+
+    def base_of(self, index: int) -> int | None:
+        """The service this one is built FROM, or None for the base image."""
+        return None if index % self.chain == 0 else index - 1
+
+    def leaf(self) -> int:
+        """A service at the end of a chain, near the middle: nobody is built from it."""
+        index = self.services // 2
+        while index % self.chain != self.chain - 1 and index + 1 < self.services:
+            index += 1
+        return index
+
+
+@dataclass
+class Tool:
+    name: str
+    folder: Path
+    prefix: str                        # its images are {prefix}-sNNN:latest
+    command: list[str]
+    force: list[str]
+    environment: dict = field(default_factory=dict)
+
+    def image(self, shape: Shape, index: int) -> str:
+        return f"{self.prefix}-{shape.name(index)}:latest"
+
+
+def generate(folder: Path, salt: str, prefix: str, shape: Shape) -> None:
+    """The services, with files whose bytes are the same for every tool but the salt line."""
+    randomness = random.Random(7)
+    for index in range(shape.services):
+        service = folder / "services" / shape.name(index)
+        base = BASE if shape.base_of(index) is None else f"{prefix}-{shape.name(shape.base_of(index))}:latest"
+        (service / "src").mkdir(parents=True)
+        (service / "docs").mkdir()
+        (service / "Dockerfile").write_text(f"FROM {base}\nCOPY src/ /app/{shape.name(index)}/\n")
+        for number in range(shape.files):
+            where = "docs" if number % 10 == 9 else "src"
+            body = randomness.randbytes(shape.file_bytes // 2).hex()
+            (service / where / f"f{number:03d}.txt").write_text(f"{salt}\n{body}\n")
+
+
+def make_tools(work: Path, shape: Shape) -> list[Tool]:
+    tools = []
+    buildlib = work / "buildlib"
+    generate(buildlib, "buildlib", "benchbl", shape)
+    (buildlib / "pyproject.toml").write_text(
+        '[tool.buildlib]\nproject = "benchbl"\ntag = "latest"\nmirrors = ["127.0.0.1:5000"]\n')
+    shutil.copy(ROOT / "dodo.py", buildlib / "dodo.py")
+    doit = [sys.executable, "-m", "doit"]
+    tools.append(Tool("buildlib", buildlib, "benchbl", doit + ["build_all"], ["force=1"]))
+    tools.append(Tool("buildlib -n 4", buildlib, "benchbl", doit + ["-n", "4", "build_all"], ["force=1"]))
+
+    compose = work / "compose"
+    generate(compose, "compose", "benchdc", shape)
+    lines = ["version: '2.4'", "services:"]
+    for index in range(shape.services):
+        name = shape.name(index)
+        lines += [f"  {name}:", f"    build: ./services/{name}", f"    image: benchdc-{name}:latest"]
+        if shape.base_of(index) is not None:
+            lines += ["    depends_on:", f"      - {shape.name(shape.base_of(index))}"]
+    (compose / "docker-compose.yml").write_text("\n".join(lines) + "\n")
+    tools.append(Tool("docker-compose build", compose, "benchdc", ["docker-compose", "build", "-q"], ["--no-cache"]))
+
+    loop = work / "loop"
+    generate(loop, "loop", "benchsh", shape)
+    steps = [f'docker build -q "$@" -t benchsh-{shape.name(i)}:latest services/{shape.name(i)} >/dev/null || exit 1'
+             for i in range(shape.services)]
+    (loop / "build.sh").write_text("#!/bin/sh\n" + "\n".join(steps) + "\n")
+    tools.append(Tool("build.sh (docker build loop)", loop, "benchsh", ["sh", "build.sh"], ["--no-cache"],
+                      {"DOCKER_BUILDKIT": "0"}))
+    return tools
+
+
+@dataclass
+class Measure:
+    seconds: float
+    rebuilt: int
+    calls: int
+    peak_mb: float
+
+
+def run(argv: list[str], folder: Path, environment: dict, calls: EngineCalls) -> tuple[float, float]:
+    """Run a command through the counting proxy; its wall time and its largest process's peak MB."""
+    calls.reset()
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=folder, env={**os.environ, **environment, "DOCKER_HOST": calls.host},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(argv)} failed in {folder}:\n{stderr.decode(errors='replace')[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def image_ids(client: docker.APIClient, prefix: str) -> dict[str, str]:
+    return {ref: image["Id"] for image in client.images() for ref in image.get("RepoTags") or []
+            if ref.startswith(f"{prefix}-")}
+
+
+def remove_images(client: docker.APIClient, tool: Tool) -> None:
+    for ref in image_ids(client, tool.prefix):
+        client.remove_image(ref, force=True)
+    client.prune_images(filters={"dangling": True})
+    for state in (".doit.db", ".buildlib"):
+        path = tool.folder / state
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def touch(tool: Tool, shape: Shape, index: int, round_number: int) -> None:
+    path = tool.folder / "services" / shape.name(index) / "src" / "f000.txt"
+    with open(path, "a") as file:
+        file.write(f"edit {round_number}\n")
+
+
+def measure(client, calls: EngineCalls, tool: Tool, shape: Shape, scenario: str, rounds: int) -> Measure:
+    results = []
+    for number in range(rounds):
+        if scenario == "cold":
+            remove_images(client, tool)
+        elif scenario == "one file":
+            touch(tool, shape, shape.leaf(), number)
+        elif scenario == "chain":
+            touch(tool, shape, shape.leaf() - shape.leaf() % shape.chain, number)
+        before = image_ids(client, tool.prefix)
+        argv = tool.command + (tool.force if scenario == "force" else [])
+        seconds, peak = run(argv, tool.folder, tool.environment, calls)
+        after = image_ids(client, tool.prefix)
+        rebuilt = sum(1 for ref, image_id in after.items() if before.get(ref) != image_id)
+        results.append(Measure(seconds, rebuilt, calls.total(), peak))
+    return Measure(statistics.median(r.seconds for r in results), max(r.rebuilt for r in results),
+                   max(r.calls for r in results), max(r.peak_mb for r in results))
+
+
+def single_build(calls: EngineCalls, tool: Tool, shape: Shape, rounds: int) -> Measure:
+    """One `docker build` of the changed service alone, after the same one-file change."""
+    name, times = shape.name(shape.leaf()), []
+    for number in range(rounds):
+        touch(tool, shape, shape.leaf(), 100 + number)
+        argv = ["docker", "build", "-q", "-t", tool.image(shape, shape.leaf()), f"services/{name}"]
+        times.append(run(argv, tool.folder, tool.environment, calls))
+    return Measure(statistics.median(t for t, _ in times), 1, calls.total(), max(p for _, p in times))
+
+
+def stat_walk(calls: EngineCalls, folder: Path, rounds: int) -> Measure:
+    """The floor: a Python process that stats every file of the services and lists images once."""
+    script = ("import os, docker\n"
+              "for top, dirs, files in os.walk('services'):\n"
+              "    for name in files + dirs: os.stat(os.path.join(top, name))\n"
+              "docker.APIClient(version='auto', **docker.utils.kwargs_from_env()).images()\n")
+    times = [run([sys.executable, "-c", script], folder, {}, calls) for _ in range(rounds)]
+    return Measure(statistics.median(t for t, _ in times), 0, calls.total(), max(p for _, p in times))
+
+
+def noop_curve(client, calls: EngineCalls, sizes: list[int], shape: Shape, rounds: int) -> dict[str, dict[int, float]]:
+    """No-op seconds against the number of services, for each tool and for the stat walk."""
+    curve: dict[str, dict[int, float]] = {}
+    for size in sizes:
+        smaller = Shape(size, shape.files, shape.file_bytes, shape.chain)
+        with tempfile.TemporaryDirectory(prefix="buildlib-scale-") as work:
+            tools = [tool for tool in make_tools(Path(work), smaller) if tool.name != "buildlib -n 4"]
+            for tool in tools:
+                print(f"  N={size}: {tool.name}", file=sys.stderr, flush=True)
+                remove_images(client, tool)
+                run(tool.command, tool.folder, tool.environment, calls)
+                curve.setdefault(tool.name, {})[size] = measure(client, calls, tool, smaller, "no-op", rounds).seconds
+                remove_images(client, tool)
+            curve.setdefault("stat walk + 1 listing", {})[size] = stat_walk(calls, tools[0].folder, rounds).seconds
+    return curve
+
+
+def plot(curve: dict[str, dict[int, float]], path: Path, shape: Shape) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for tool, points in curve.items():
+        sizes = sorted(points)
+        axes.plot(sizes, [points[size] for size in sizes], marker="o", label=tool)
+    axes.set_xlabel("services")
+    axes.set_ylabel("no-op run, seconds (median)")
+    axes.set_yscale("log")
+    axes.set_title(f"Nothing changed: {shape.files} files per service")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=300)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--file-bytes", type=int, default=2048)
+    parser.add_argument("--chain", type=int, default=3, help="services per chain (1: no chains)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per cheap scenario (median)")
+    parser.add_argument("--heavy-rounds", type=int, default=1, help="runs of cold and force")
+    parser.add_argument("--sizes", default="10,30,100", help="more service counts for the no-op curve")
+    options = parser.parse_args()
+    if not shutil.which("docker-compose") or not shutil.which("docker"):
+        sys.exit("needs the docker CLI and docker-compose: apt-get install docker.io docker-compose")
+    shape = Shape(options.services, options.files, options.file_bytes, max(1, options.chain))
+    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+    client.pull(MIRROR_BASE)
+    client.tag(MIRROR_BASE, BASE.split(":")[0], BASE.split(":")[1])
+    calls = EngineCalls(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="buildlib-scale-") as work:
+        tools = make_tools(Path(work), shape)
+        for tool in tools:
+            for scenario in SCENARIOS:
+                print(f"{tool.name}: {scenario}", file=sys.stderr, flush=True)
+                heavy = scenario in ("cold", "force")
+                result = measure(client, calls, tool, shape, scenario, options.heavy_rounds if heavy else options.rounds)
+                rows.append([scenario, tool.name, result])
+        rows.append(["one file", "docker build of that service alone", single_build(calls, tools[-1], shape, options.rounds)])
+        rows.append(["no-op", "stat walk + 1 listing (floor)", stat_walk(calls, tools[0].folder, options.rounds)])
+        for tool in tools[1:]:
+            remove_images(client, tool)
+        remove_images(client, tools[0])
+    rows.sort(key=lambda row: SCENARIOS.index(row[0]))
+    table = tabulate([[scenario, tool, f"{m.seconds:.2f}", m.rebuilt, m.calls, f"{m.peak_mb:.0f}"]
+                      for scenario, tool, m in rows],
+                     headers=["scenario", "tool", "seconds", "images rebuilt", "API calls", "peak MB"])
+    heading = (f"{shape.services} services x {shape.files} files of {shape.file_bytes} bytes, chains of {shape.chain}; "
+               f"median of {options.rounds} (cold and force: {options.heavy_rounds}); {os.cpu_count()} cores")
+    print(heading)
+    print(table)
+    sizes = sorted({int(size) for size in options.sizes.split(",") if size} | {shape.services})
+    curve = noop_curve(client, calls, [size for size in sizes if size != shape.services], shape, options.rounds)
+    for scenario, tool, m in rows:
+        if scenario == "no-op":
+            key = "stat walk + 1 listing" if tool.startswith("stat walk") else tool
+            curve.setdefault(key, {})[shape.services] = m.seconds
+    curve.pop("buildlib -n 4", None)
+    curve_table = tabulate([[tool, *(f"{points.get(size, float('nan')):.2f}" for size in sizes)]
+                            for tool, points in curve.items()], headers=["no-op seconds", *map(str, sizes)])
+    print(curve_table)
+    RESULTS.mkdir(exist_ok=True)
+    plot(curve, RESULTS / "noop.png", shape)
+    (RESULTS / "scale.md").write_text(f"{heading}\n\n```\n{table}\n```\n\n```\n{curve_table}\n```\n")
+    print(f"wrote {RESULTS / 'noop.png'} and {RESULTS / 'scale.md'}")
+    calls.close()
+
+
+if __name__ == "__main__":
+    main()
