@@ -3,7 +3,8 @@
     DOCKER_HOST=... python benchmarks/scale.py [--services 300] [--files 200] [--rounds 3]
 
 Generates one monorepo per tool (N services of M files; every --chain-th service starts a chain
-of services built FROM the one before; a tenth of each service's files are docs no COPY takes).
+of services built FROM the one before; a tenth of each service's files are docs no COPY takes;
+each has a .dockerignore).
 The repositories differ only in a salt line in every file, so the engine's layer cache never
 serves one tool with another's layers. On the engine DOCKER_HOST names, it runs, side by side:
 
@@ -91,6 +92,7 @@ def generate(folder: Path, salt: str, prefix: str, shape: Shape) -> None:
         (service / "src").mkdir(parents=True)
         (service / "docs").mkdir()
         (service / "Dockerfile").write_text(f"FROM {base}\nCOPY src/ /app/{shape.name(index)}/\n")
+        (service / ".dockerignore").write_text("*.log\n.git\n")
         for number in range(shape.files):
             where = "docs" if number % 10 == 9 else "src"
             body = randomness.randbytes(shape.file_bytes // 2).hex()

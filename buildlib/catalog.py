@@ -4,8 +4,9 @@ number of engine calls instead of one inspect per service and base image.
 The listing lacks two things an inspect has: the OS and architecture (validation) and the
 ONBUILD triggers (which read the context). Both are part of the image's config, whose digest is
 the image ID, so they are remembered per ID in .buildlib/image-facts.json and never go stale.
-The listing is taken again after buildlib's own actions changed the engine: they leave a mark
-(.buildlib/engine-changed) that every lookup compares, in whatever process they ran.
+buildlib's own pulls and builds leave a mark (.buildlib/engine-changed), in whatever process
+they ran; every lookup compares it, and once it moved, what was known is forgotten and the
+images asked about next are inspected one by one (a listing costs as much as dozens of inspects).
 """
 from __future__ import annotations
 
@@ -13,34 +14,24 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import engine
 
 FACTS_FILE = Path(".buildlib") / "image-facts.json"
 CHANGED_MARK = Path(".buildlib") / "engine-changed"
-PROJECT_LABEL = "io.buildlib.project"
 MAX_FACTS = 10_000    # the oldest are forgotten first: about 1 MB
 HUB_HOSTS = ("docker.io/", "index.docker.io/")
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """The images of a repository that a catalog lists: its project's, and its external bases."""
-    root: Path
-    project: str
-    external_refs: tuple[str, ...]
+_catalogs: dict[tuple[int, Path], "Catalog"] = {}
 
 
-_catalogs: dict[tuple[int, ImageSet], "Catalog"] = {}
-
-
-def catalog(images: ImageSet) -> "Catalog":
-    """The catalog of this process for a repository's images: listed on first use."""
-    key = (os.getpid(), images)
+def catalog(root: Path) -> "Catalog":
+    """The catalog of this process for a repository: it lists the images on first use."""
+    key = (os.getpid(), root)
     if key not in _catalogs:
-        _catalogs[key] = Catalog(images.root, images.project, images.external_refs)
+        _catalogs[key] = Catalog(root)
     return _catalogs[key]
 
 
@@ -58,8 +49,7 @@ def mark_changed(root: Path) -> None:
 
 def remember(root: Path, attrs: dict) -> None:
     """Keep an inspected image's facts for every catalog of this repository, in any process."""
-    config = attrs.get("Config") or {}
-    fact = [attrs.get("Os"), attrs.get("Architecture"), config.get("OnBuild")]
+    fact = _facts(attrs)
     path = root / FACTS_FILE
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     try:
@@ -101,26 +91,29 @@ def familiar(ref: str) -> str:
 
 
 class Catalog:
-    """Inspect-shaped records of the engine's images, answered from one listing."""
+    """Inspect-shaped records of the engine's images: the first from one listing, later ones
+    (once buildlib changed the engine) from an inspect each, remembered until the next change."""
 
-    def __init__(self, root: Path, project: str, external_refs: tuple[str, ...]):
-        self.root, self.project, self.external_refs = root, project, external_refs
+    def __init__(self, root: Path):
+        self.root = root
         self.facts: dict[str, list] = {}
         self.stamp: tuple | None = None
-        self.by_ref: dict[str, dict] = {}
+        self.listed = False
+        self.known: dict[str, dict] = {}    # familiar reference -> inspect-shaped record
 
     def inspect(self, ref: str) -> dict | None:
-        """What engine.inspect(ref) says, from the listing when it knows the image."""
+        """What engine.inspect(ref) says, from memory when nothing changed since it was asked."""
         self._refresh()
-        summary = self.by_ref.get(familiar(ref))
-        facts = self.facts.get(summary["Id"]) if summary else None
-        if facts is None:
-            return self._inspect(ref)   # not listed (missing, or named another way), or never seen
-        os_name, architecture, onbuild = facts
-        return {"Id": summary["Id"], "RepoTags": summary.get("RepoTags") or [],
-                "RepoDigests": summary.get("RepoDigests") or [], "Size": summary.get("Size"),
-                "Os": os_name, "Architecture": architecture,
-                "Config": {"Labels": summary.get("Labels") or {}, "OnBuild": onbuild}}
+        key = familiar(ref)
+        if key not in self.known:
+            attrs = engine.inspect(ref)   # not listed (missing, or named another way), or changed since
+            if attrs is None:
+                return None
+            if attrs["Id"] not in self.facts:
+                remember(self.root, attrs)
+                self.facts[attrs["Id"]] = _facts(attrs)
+            self.known[key] = attrs
+        return self.known[key]
 
     def has_digest(self, ref: str, digest: str) -> bool:
         return engine.has_digest(ref, digest, self.inspect)
@@ -132,12 +125,16 @@ class Catalog:
             stamp = self._stamp()
         if stamp is not None and stamp == self.stamp:
             return
-        self.stamp = stamp
+        self.stamp, self.known = stamp, {}
         self.facts = read_facts(self.root)   # builds in other processes add theirs
-        listed = engine.images({"label": f"{PROJECT_LABEL}={self.project}"})
-        if self.external_refs:
-            listed += engine.images({"reference": [familiar(ref) for ref in self.external_refs]})
-        self.by_ref = {tag: summary for summary in listed for tag in summary.get("RepoTags") or []}
+        if self.listed:
+            return   # after a change, only the few images asked about next: inspected one by one
+        self.listed = True
+        for summary in engine.images({}):
+            facts = self.facts.get(summary["Id"])
+            for tag in summary.get("RepoTags") or []:
+                if facts is not None:
+                    self.known[tag] = _record(summary, facts)
 
     def _stamp(self) -> tuple | None:
         try:
@@ -146,9 +143,15 @@ class Catalog:
             return None
         return info.st_ino, info.st_mtime_ns, info.st_size
 
-    def _inspect(self, ref: str) -> dict | None:
-        attrs = engine.inspect(ref)
-        if attrs is not None and attrs["Id"] not in self.facts:
-            remember(self.root, attrs)
-            self.facts = read_facts(self.root)
-        return attrs
+
+def _facts(attrs: dict) -> list:
+    return [attrs.get("Os"), attrs.get("Architecture"), (attrs.get("Config") or {}).get("OnBuild")]
+
+
+def _record(summary: dict, facts: list) -> dict:
+    """An inspect-shaped record from the listing's summary and the facts of its config."""
+    os_name, architecture, onbuild = facts
+    return {"Id": summary["Id"], "RepoTags": summary.get("RepoTags") or [],
+            "RepoDigests": summary.get("RepoDigests") or [], "Size": summary.get("Size"),
+            "Os": os_name, "Architecture": architecture,
+            "Config": {"Labels": summary.get("Labels") or {}, "OnBuild": onbuild}}

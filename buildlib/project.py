@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .catalog import ImageSet
 from .dockerfile import analyse
 from .errors import BuildlibError, SettingsError
 from .settings import NAME_PATTERN, Settings
@@ -56,12 +55,6 @@ class Project:
     @property
     def names(self) -> list[str]:
         return sorted([*self.services, *self.broken])
-
-    @property
-    def image_set(self) -> ImageSet:
-        """What a catalog of the engine lists for this project."""
-        refs = tuple(image.ref for image in self.external_images)
-        return ImageSet(self.settings.root, self.settings.project, refs)
 
     @property
     def external_images(self) -> tuple[ExternalImage, ...]:

@@ -22,7 +22,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from tabulate import tabulate
 
 from . import build, engine, graph, history, pull, registry, templates
-from .catalog import Catalog, ImageSet, catalog, mark_changed
+from .catalog import Catalog, catalog, mark_changed
 from .context import changes
 from .errors import BuildlibError, TemplateError
 from .lock import LOCK_FILE, read_lock, write_lock
@@ -90,14 +90,14 @@ def git_revision(root: Path) -> str | None:
 
 # --- actions and uptodate checks -----------------------------------------------------------
 
-def base_image_ready(ref: str, digest: str | None, force: bool, images: ImageSet) -> bool:
+def base_image_ready(ref: str, digest: str | None, force: bool, root: Path) -> bool:
     """uptodate of prefetch: the engine has the image (with the locked digest, when locked)."""
     if force:
         return False   # refresh moving tags
     try:
         if digest:
-            return catalog(images).has_digest(ref, digest)
-        return catalog(images).inspect(ref) is not None
+            return catalog(root).has_digest(ref, digest)
+        return catalog(root).inspect(ref) is not None
     except BuildlibError:
         return False   # the action will meet the same problem and say it
 
@@ -125,13 +125,13 @@ def run_lock(project: Project):
     return None
 
 
-def build_is_current(task, values, service: Service, force: bool, images: ImageSet) -> bool:
+def build_is_current(task, values, service: Service, project: str, force: bool, root: Path) -> bool:
     """uptodate: the engine holds a valid image with today's inputs hash (force: never)."""
     if force:
         task.meta["reason"] = "force=1"
         return False
     try:
-        verdict = service_status(service, images.project, values, catalog(images).inspect)
+        verdict = service_status(service, project, values, catalog(root).inspect)
     except BuildlibError as error:
         verdict = Verdict(ImageStatus.MISSING, str(error))
     task.meta["reason"] = verdict.reason
@@ -204,7 +204,7 @@ def local_verdicts(project: Project) -> Callable[[str], Verdict]:
     records = previous_records(project.settings.root, project.names)
     lock = read_lock(project.settings.root)
     known = templates.values(project.settings.root, os.environ)
-    engine_images = catalog(project.image_set)
+    engine_images = catalog(project.settings.root)
     verdicts: dict[str, Verdict] = {}
 
     def verdict_of(name: str) -> Verdict:
@@ -243,7 +243,7 @@ def _inputs_hash(project: Project, name: str, verdict: Verdict) -> str | None:
     """Today's inputs hash, to ask the registry about; worked out here for an image the engine lacks."""
     inputs = verdict.inputs
     if inputs is None and name in project.services:
-        inputs, _ = current_inputs(project.services[name], catalog(project.image_set).inspect)
+        inputs, _ = current_inputs(project.services[name], catalog(project.settings.root).inspect)
     return inputs.digest if inputs else None
 
 
@@ -366,7 +366,7 @@ def task_prefetch():
         yield {
             "name": image.ref,
             "actions": [(run_prefetch, [image, settings, digest, f"[{index}/{len(images)}] "])],
-            "uptodate": [(base_image_ready, [image.ref, digest, settings.force, project.image_set])],
+            "uptodate": [(base_image_ready, [image.ref, digest, settings.force, settings.root])],
             "meta": {"base_image": image.ref},
             "doc": f"pull {image.ref}" + (f" ({image.platform})" if image.platform else ""),
         }
@@ -413,7 +413,7 @@ def task_build():
         yield {
             "name": name,
             "actions": [(run_build, [service, settings, revision])],
-            "uptodate": [(build_is_current, [service, settings.force, project.image_set])],
+            "uptodate": [(build_is_current, [service, settings.project, settings.force, settings.root])],
             "task_dep": [f"prefetch:{image.ref}" for image in service.external_images]
                         + [f"build:{base}" for base in service.base_services]
                         + ([f"render:{name}"] if service.templates else []),

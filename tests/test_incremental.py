@@ -3,6 +3,7 @@ nothing to do makes the same few engine calls however many services there are.""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -85,3 +86,20 @@ def test_a_changed_base_service_rebuilds_its_dependent_in_the_same_run(make_repo
     run = repo.doit(*parallel, "build_all")
     assert run.built() == {"c0", "c1"}, run.stderr
     assert repo.doit(*parallel, "build_all").built() == set()
+
+
+def test_damaged_or_deleted_caches_change_no_answer(make_repo, uid):
+    repo = make_repo({"app": f"FROM busybox:1.36\nLABEL uid={uid}\nCOPY src/ /app\n"}, MIRRORS)
+    write(repo, {"services/app/src/main.txt": "v1\n"})
+    assert repo.doit("build_all").results() == {"app": "built"}
+    caches = repo.path / ".buildlib"
+    (caches / "image-facts.json").write_bytes(b"\x00garbage")
+    (caches / "digests/app.json").write_text('{"main.txt": [1, 2, 3, 4, "not a digest"]}')
+    (caches / "engine-changed").unlink()
+    assert repo.doit("build_all").results() == {"app": "up to date"}
+    write(repo, {"services/app/src/main.txt": "v2\n"})        # same size
+    assert repo.doit("build_all").results() == {"app": "built"}
+    for path in ("image-facts.json", "digests", "engine-changed"):
+        target = caches / path
+        target.unlink() if target.is_file() else shutil.rmtree(target)
+    assert repo.doit("build_all").results() == {"app": "up to date"}
