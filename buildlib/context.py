@@ -6,11 +6,11 @@ import json
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from docker.utils.build import exclude_paths
+from docker.utils.build import PatternMatcher
 
 from .errors import BuildlibError
 from .filecache import DigestCache
@@ -32,7 +32,9 @@ class Inputs:
 
     @property
     def digest(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        # Shallow: every field is a string, None or a flat mapping of strings, which json takes as it is.
+        fields_now = {field.name: getattr(self, field.name) for field in fields(self)}
+        canonical = json.dumps(fields_now, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     def as_record(self) -> dict:
@@ -55,42 +57,61 @@ def dockerfile_name(context: Path, dockerfile: Path) -> str:
     return dockerfile.resolve().relative_to(context.resolve()).as_posix() if inside else ".dockerfile"
 
 
-def context_paths(context: Path, dockerfile: Path) -> list[str]:
-    """The paths (files and folders) that a build of this context sends to the engine."""
+def context_paths(context: Path, dockerfile: Path, cache: DigestCache | None = None) -> dict[str, os.stat_result]:
+    """The paths (files and folders) that a build of this context sends to the engine, with their lstat.
+
+    docker-py's matcher decides, as its own walk does, but each file's verdict is asked only when
+    the folder's listing changed since the cache remembered which paths the rules keep.
+    """
     if not context.is_dir():
         raise BuildlibError(f"{context}: build context is not a folder")
     patterns = dockerignore_patterns(context)
     if not patterns:
-        return sorted(_walk(str(context), ""))   # nothing to exclude: no pattern to match
-    return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile_name(context, dockerfile)))
+        return dict(sorted(_walk(str(context), "", lambda folder: False)))
+    kept_anyway = f"!{dockerfile_name(context, dockerfile)}"
+    matcher = PatternMatcher([*patterns, kept_anyway])
+    found = dict(sorted(_walk(str(context), "", lambda folder: _skipped(matcher, folder))))
+    listing = json.dumps([patterns, kept_anyway, list(found)])
+    kept = (cache or DigestCache(None)).kept_paths(
+        hashlib.sha256(listing.encode()).hexdigest(), lambda: [path for path in found if not matcher.matches(path)])
+    return {path: found[path] for path in kept}
 
 
-def _walk(folder: str, prefix: str) -> Iterator[str]:
-    """Every path under folder, relative to the context; symlinks to folders are not followed."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            relative = prefix + entry.name
-            yield relative
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk(entry.path, relative + "/")
+def _skipped(matcher: PatternMatcher, folder: str) -> bool:
+    """docker-py's rule: an excluded folder is not walked into unless an exception names a path in it."""
+    return matcher.matches(folder) and not any(
+        pattern.exclusion and pattern.cleaned_pattern.startswith(folder) for pattern in matcher.patterns)
 
 
-def taken_paths(context: Path, paths: list[str], sources: tuple[str, ...] | None) -> tuple[list[str], str]:
+def _walk(folder: str, prefix: str, skipped) -> Iterator[tuple[str, os.stat_result]]:
+    """Every path under folder relative to the context, with its lstat; symlinks to folders are not followed."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [(prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)) for entry in entries]
+    except OSError as error:
+        raise BuildlibError(f"{error.filename or folder}: cannot read ({error.strerror})") from None
+    for relative, path, info in found:
+        yield relative, info
+        if stat.S_ISDIR(info.st_mode) and not skipped(relative):
+            yield from _walk(path, relative + "/", skipped)
+
+
+def taken_paths(paths: Mapping[str, os.stat_result], sources: tuple[str, ...] | None) -> tuple[dict, str]:
     """The context paths that COPY and ADD with these sources can take, and why it is all of them when it is.
 
     A source takes what it matches (Docker's * and ? do not cross '/') and everything under it.
     Docker follows a symlink named on a source's path, so such a link makes it the whole context.
     """
     if sources is None or "" in sources:
-        return paths, ""
+        return dict(paths), ""
     patterns = [_source_pattern(source) for source in sources]
     prefixes = [_source_prefixes(source) for source in sources]
-    taken = []
-    for relative in paths:
+    taken = {}
+    for relative, info in paths.items():
         if any(pattern.match(relative) for pattern in patterns):
-            taken.append(relative)
-        if any(prefix.fullmatch(relative) for group in prefixes for prefix in group) and (context / relative).is_symlink():
-            return paths, f"whole context: {relative} is a symlink that COPY/ADD follows"
+            taken[relative] = info
+        if stat.S_ISLNK(info.st_mode) and any(prefix.fullmatch(relative) for group in prefixes for prefix in group):
+            return dict(paths), f"whole context: {relative} is a symlink that COPY/ADD follows"
     return taken, ""
 
 
@@ -109,33 +130,36 @@ def _translate(source: str) -> str:
     return "".join(wildcards.get(char) or re.escape(char) for char in source)
 
 
-def file_digests(context: Path, dockerfile: Path, paths: list[str] | None = None,
+def file_digests(context: Path, dockerfile: Path, paths: Mapping[str, os.stat_result] | None = None,
                  cache: DigestCache | None = None) -> dict[str, str]:
-    """Path -> 'kind mode digest' for the given context paths (default: all it sends), symlinks by their target.
+    """Path -> 'kind mode digest' for context paths and their lstat (default: all it sends), symlinks by their target.
 
     The Dockerfile is left out: Inputs.dockerfile covers it, wherever it lives. File contents
     come from the cache when their stat data vouch for them.
     """
     digests = {}
     cache = cache or DigestCache(None)
-    skipped = dockerfile_name(context, dockerfile)
-    for relative in context_paths(context, dockerfile) if paths is None else paths:
+    skipped, folder = dockerfile_name(context, dockerfile), str(context)
+    for relative, info in (context_paths(context, dockerfile, cache) if paths is None else paths).items():
         if relative == skipped:
             continue
-        path = context / relative
-        try:
-            info = os.lstat(path)
-        except OSError as error:
-            raise BuildlibError(f"{path}: cannot read ({error.strerror})") from None
+        path = f"{folder}/{relative}"
         mode = f"{stat.S_IMODE(info.st_mode):o}"
         if stat.S_ISLNK(info.st_mode):
-            digests[relative] = f"link {mode} {os.readlink(path)}"
+            digests[relative] = f"link {mode} {_read_link(path)}"
         elif stat.S_ISDIR(info.st_mode):
             digests[relative] = f"dir {mode}"
         else:
             digests[relative] = f"file {mode} {cache.digest(relative, info, lambda: file_digest(path))}"
     cache.save(set(digests))
     return digests
+
+
+def _read_link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as error:
+        raise BuildlibError(f"{path}: cannot read ({error.strerror})") from None
 
 
 def file_digest(path: Path) -> str:

@@ -49,8 +49,8 @@ def current_inputs(service: Service, lookup: Lookup = engine.inspect) -> tuple[I
             triggers.append(ref)
     scope = service.whole_context or (f"whole context: base {triggers[0]} has ONBUILD triggers" if triggers else "")
     context, dockerfile = Path(service.context), Path(service.dockerfile)
-    paths, followed = taken_paths(context, context_paths(context, dockerfile), None if scope else service.context_sources)
     cache = DigestCache(Path(service.digest_cache) if service.digest_cache else None)
+    paths, followed = taken_paths(context_paths(context, dockerfile, cache), None if scope else service.context_sources)
     files = file_digests(context, dockerfile, paths, cache)
     return Inputs(files, file_digest(dockerfile), dict(service.hashed_args), service.target, service.platform,
                   bases, scope or followed), ""

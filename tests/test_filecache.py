@@ -5,7 +5,7 @@ import json
 import os
 import time
 
-from buildlib.context import file_digests
+from buildlib.context import context_paths, file_digests
 from buildlib.filecache import DigestCache
 
 
@@ -49,14 +49,14 @@ def test_an_entry_not_older_than_the_cache_is_not_trusted_as_git_treats_racily_c
     info = os.stat(context / "a.txt")
     # What a change inside the timestamp's granularity of the cache write leaves: an entry whose
     # stat data equal the file's, holding the digest of what the file was before.
-    cache_file.write_text(json.dumps({"a.txt": [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, "old"]}))
+    cache_file.write_text(json.dumps({"files": {"a.txt": [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, "old"]}}))
     newest = max(info.st_mtime_ns, info.st_ctime_ns)
     os.utime(cache_file, ns=(newest, newest))
     reads: list = []
     assert digests(context, cache_file, reads)["a.txt"] != "file 644 old" and reads == ["a.txt"]
     # Once the cache is written later than the file changed, the stat data vouch for it.
     later = newest + 10**9
-    cache_file.write_text(json.dumps({"a.txt": [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, "old"]}))
+    cache_file.write_text(json.dumps({"files": {"a.txt": [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, "old"]}}))
     os.utime(cache_file, ns=(later, later))
     reads.clear()
     assert digests(context, cache_file, reads)["a.txt"] == f"file {os.stat(context / 'a.txt').st_mode & 0o777:o} old"
@@ -71,7 +71,28 @@ def test_a_missing_or_damaged_cache_changes_no_answer(tmp_path):
     assert digests(context, cache_file, []) == expected
     cache_file.write_bytes(b"\x00{garbage")
     assert digests(context, cache_file, []) == expected
-    cache_file.write_text('{"sub/x.bin": [1, 2, 3, 4, "sha-of-something-else"]}')
+    cache_file.write_text('{"files": {"sub/x.bin": [1, 2, 3, 4, "sha"]}, "listing": ["key", ["nothing"]]}')
     assert digests(context, cache_file, []) == expected
     cache_file.unlink()
     assert digests(context, cache_file, []) == expected
+
+
+def test_the_remembered_dockerignore_verdicts_follow_the_rules_and_the_listing(tmp_path):
+    context, cache_file = tmp_path / "ctx", tmp_path / "cache.json"
+    (context / "docs").mkdir(parents=True)
+    for name in ("a.txt", "b.log", "docs/c.txt"):
+        (context / name).write_text(name)
+    (context / ".dockerignore").write_text("*.log\n")
+
+    def sent() -> set[str]:
+        fresh = set(context_paths(context, context / "Dockerfile"))
+        assert set(context_paths(context, context / "Dockerfile", DigestCache(cache_file))) == fresh
+        digests(context, cache_file, [])   # writes the cache
+        return fresh
+
+    assert sent() == {".dockerignore", "a.txt", "docs", "docs/c.txt"}
+    (context / ".dockerignore").write_text("*.log\ndocs\n")
+    assert sent() == {".dockerignore", "a.txt"}
+    (context / "new.log").write_text("x")
+    (context / "new.txt").write_text("x")
+    assert sent() == {".dockerignore", "a.txt", "new.txt"}

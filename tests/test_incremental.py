@@ -94,7 +94,7 @@ def test_damaged_or_deleted_caches_change_no_answer(make_repo, uid):
     assert repo.doit("build_all").results() == {"app": "built"}
     caches = repo.path / ".buildlib"
     (caches / "image-facts.json").write_bytes(b"\x00garbage")
-    (caches / "digests/app.json").write_text('{"main.txt": [1, 2, 3, 4, "not a digest"]}')
+    (caches / "digests/app.json").write_text('{"files": {"main.txt": [1, 2, 3, 4, "not a digest"]}}')
     (caches / "engine-changed").unlink()
     assert repo.doit("build_all").results() == {"app": "up to date"}
     write(repo, {"services/app/src/main.txt": "v2\n"})        # same size
