@@ -1,38 +1,64 @@
 """Building a service: its inputs hashed, the registry cache asked, else the engine asked to build it."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from . import engine, registry
 from .catalog import remember
+from .context import Inputs
 from .dockerfile import with_labels
 from .errors import BuildlibError, EngineError
 from .project import Service
 from .settings import Settings
-from .status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, current_inputs
+from .status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, ImageStatus, current_inputs, service_status
 
 LOG_FOLDER = Path(".buildlib") / "logs"
+LOCK_FOLDER = Path(".buildlib") / "locks"
 
 
 def build(service: Service, settings: Settings, revision: str | None) -> dict:
     """Pull a service's image from the registry cache, or build it with its inputs hash in its labels.
 
     Returns the record the state file keeps: the inputs (to explain the next rebuild), the image
-    ID, and either `from_cache` or `cache_note` (why the cache was not used, when it failed).
+    ID, and either `from_cache` or `cache_note` (why the cache was not used, when it failed), or
+    `elsewhere` when another run in this repository built it since this run judged it.
     The new image's facts are remembered, so the next run's catalog need not inspect it.
     """
-    record = _produce(service, settings, revision)
+    with _exclusive(settings.root, service.name):
+        # Another run in this repository may have built it since this run judged it.
+        verdict = None if settings.force else service_status(service, settings.project, None)
+        if verdict and verdict.status is ImageStatus.OK:
+            return {"inputs_hash": verdict.inputs.digest, "inputs": verdict.inputs.as_record(),
+                    "image_id": (engine.inspect(service.image) or {}).get("Id"), "elsewhere": True}
+        record = _produce(service, settings, revision, verdict.inputs if verdict else None)
     attrs = engine.inspect(service.image)
     if attrs is not None:
         remember(settings.root, attrs)
     return record
 
 
-def _produce(service: Service, settings: Settings, revision: str | None) -> dict:
-    inputs, missing_base = current_inputs(service)
+@contextlib.contextmanager
+def _exclusive(root: Path, service: str) -> Iterator[None]:
+    """Hold the service's build lock, so that two runs never build it at once."""
+    path = root / LOCK_FOLDER / f"{service}.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "w")
+    except OSError as error:
+        raise BuildlibError(f"{path}: cannot create the build lock ({error.strerror})") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the other run's build ends, or when it dies
+        yield
+
+
+def _produce(service: Service, settings: Settings, revision: str | None, known: Inputs | None) -> dict:
+    inputs, missing_base = (known, "") if known else current_inputs(service)
     if inputs is None:
         raise EngineError(f"base image {missing_base} is not in the engine (its prefetch or build failed)")
     record = {"inputs_hash": inputs.digest, "inputs": inputs.as_record()}

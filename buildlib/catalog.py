@@ -10,6 +10,7 @@ images asked about next are inspected one by one (a listing costs as much as doz
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -44,7 +45,10 @@ def mark_changed(root: Path) -> None:
         temporary.write_text(f"{time.time_ns()} {os.getpid()}\n")
         os.replace(temporary, mark)   # a new inode each time: the stamp always moves
     except OSError:
-        temporary.unlink(missing_ok=True)   # catalogs with no mark to compare list every time
+        # A mark that cannot move must not stay: catalogs with none to compare inspect every time.
+        for path in (temporary, mark):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def remember(root: Path, attrs: dict) -> None:

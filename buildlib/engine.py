@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Mapping
 
 import docker
 import requests
+import urllib3
 from docker.auth import get_config_header, resolve_repository_name
 from docker.utils import kwargs_from_env, parse_repository_tag
 
@@ -50,7 +51,8 @@ def _translated_errors(subject: str = "") -> Iterator[None]:
         yield
     except docker.errors.APIError as error:
         raise EngineError(f"{prefix}{error.explanation or error}") from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException) as error:
+    except (requests.exceptions.RequestException, docker.errors.DockerException, urllib3.exceptions.HTTPError) as error:
+        # A stream cut mid-answer (the engine died) comes as urllib3's own: docker-py reads streams raw.
         # requests reports a read that timed out inside a stream as a ConnectionError.
         if isinstance(error, requests.exceptions.Timeout) or "timed out" in str(error):
             raise EngineError(f"{prefix}no answer in time") from None
@@ -63,7 +65,8 @@ def _translated_errors(subject: str = "") -> Iterator[None]:
 def _os_reason(error: Exception) -> str:
     """The operating system's words deep inside requests' and urllib3's wrapping, when there are any."""
     text = str(error)
-    found = re.search(r"\[Errno \d+\] ([^'\")\]]+)", text) or re.search(r"Error\(\d+, '([^']+)'\)", text)
+    found = (re.search(r"\[Errno \d+\] ([^'\")\]]+)", text) or re.search(r"Error\(\d+, '([^']+)'\)", text)
+             or re.search(r"Disconnected\('([^']+)'\)", text) or re.search(r"'(Connection broken)", text))
     return found.group(1).strip() if found else text[:160]
 
 

@@ -6,6 +6,7 @@ loses nothing but the history. Each line is self-describing, so later versions c
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -17,8 +18,15 @@ def append(root: Path, records: list[dict]) -> str:
     path = root / HISTORY_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as file:
-            file.write("".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
+        data = "".join(json.dumps(record, sort_keys=True) + "\n" for record in records).encode()
+        # One write to a file opened for appending: runs that end together never interleave lines.
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(descriptor, data)
+        finally:
+            os.close(descriptor)
+        if written < len(data):
+            return f"{path}: history cut short (disk full?)"
     except OSError as error:
         return f"{path}: history not kept ({error.strerror})"
     return ""

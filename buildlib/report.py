@@ -91,8 +91,9 @@ class BuildReporter(ConsoleReporter):
         service = service_of(task)
         values = task.values or {}
         if service:
-            result = FROM_CACHE if values.get("from_cache") else BUILT
-            reason = "; ".join(part for part in (self.reasons.get(service, ""), values.get("cache_note")) if part)
+            result = FROM_CACHE if values.get("from_cache") else UP_TO_DATE if values.get("elsewhere") else BUILT
+            note = "built meanwhile by another run" if values.get("elsewhere") else values.get("cache_note")
+            reason = "; ".join(part for part in (self.reasons.get(service, ""), note) if part)
             self._finish(task, service, result, reason, seconds)
         elif base_image_of(task):
             self.pulls[base_image_of(task)] = (PULLED, values.get("source", ""))

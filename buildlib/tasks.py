@@ -19,9 +19,10 @@ from typing import Callable
 from doit import get_var
 from doit.dependency import Dependency, SqliteDB
 from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.globals import Globals
 from tabulate import tabulate
 
-from . import build, engine, graph, history, pull, registry, templates
+from . import build, engine, graph, history, interrupt, pull, registry, state, templates
 from .catalog import Catalog, catalog, mark_changed
 from .context import changes
 from .errors import BuildlibError, TemplateError
@@ -32,11 +33,11 @@ from .report import BuildReporter
 from .settings import OVERRIDABLE, Settings, load_settings
 from .status import ImageStatus, Verdict, built_from, current_inputs, service_status
 
-STATE_FILE = ".doit.db"
+STATE_FILE = state.STATE_FILE
 GRAPH_FILE = Path(".buildlib") / "graph.dot"
 
 DOIT_CONFIG = {
-    "dep_file": STATE_FILE,
+    "dep_file": state.set_aside_if_damaged(Path(STATE_FILE)),   # doit opens it before loading tasks
     "backend": "sqlite3",          # the backend that keeps both records when two runs overlap
     "continue": True,              # one failing service does not stop the others
     "reporter": BuildReporter,
@@ -58,6 +59,9 @@ def current_project() -> Project:
 
 @functools.cache
 def _load(root: Path, variables: tuple, environment: tuple) -> Project:
+    interrupt.stop_on_signals()
+    if Globals.dep_manager is not None:
+        state.write_failures_are_warnings(Globals.dep_manager)
     settings = as_doit_error(load_settings, root, dict(variables), dict(environment))
     project = as_doit_error(load_project, settings)
     as_doit_error(engine.ping)

@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,33 @@ class Run:
         return {service for service, result in self.results().items() if result == "built"}
 
 
+class Started:
+    """A doit run going on in the background; its stderr so far, and its Run once it ended."""
+
+    def __init__(self, process: subprocess.Popen, log):
+        self.process, self.log = process, log
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def wait_for(self, pattern: str, seconds: float = 120) -> re.Match:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if found := re.search(pattern, self.stderr(), re.MULTILINE):
+                return found
+            if self.process.poll() is not None:
+                raise AssertionError(f"the run ended before {pattern!r}:\n{self.stderr()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} within {seconds}s:\n{self.stderr()}")
+
+    def end(self, seconds: float = 600) -> Run:
+        self.process.wait(seconds)
+        run = Run(self.process.returncode, "", self.stderr())
+        self.log.close()
+        return run
+
+
 class Repo:
     """A copy of the sample repository in a temporary folder, with its own tag."""
 
@@ -54,6 +83,16 @@ class Repo:
         done = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
                               capture_output=True, text=True, timeout=600)
         return Run(done.returncode, done.stdout, done.stderr)
+
+    def start(self, *args: str) -> Started:
+        """A run in the background, in a process group of its own (as a terminal's Ctrl-C would reach it)."""
+        environment = {**os.environ, "BUILDLIB_TAG": self.tag, **self.env}
+        if self.registry:
+            environment["BUILDLIB_REGISTRY"] = self.registry
+        log = tempfile.TemporaryFile("w+")
+        process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
+                                   stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
+        return Started(process, log)
 
     def status(self) -> dict[str, dict]:
         run = self.doit("status", "format=json")

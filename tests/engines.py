@@ -2,7 +2,9 @@
 another CI runner on this machine. It starts empty and is deleted with everything it held."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,13 +20,24 @@ class Engine:
         self.folder = Path(tempfile.mkdtemp(prefix="ble-", dir="/tmp"))
         self.host = f"unix://{self.folder}/docker.sock"
         self.log = open(self.folder / "dockerd.log", "wb")
+        self.client = docker.APIClient(base_url=self.host, version="1.41")
+        self.start()
+
+    def start(self) -> None:
+        """Start dockerd on this engine's folders (again, after kill: the images it held are still there)."""
+        # The exec root lives in /run, which a restart finds empty; a stale containerd.pid stalls dockerd.
+        shutil.rmtree(self.folder / "exec", ignore_errors=True)
         self.process = subprocess.Popen(
             [shutil.which("dockerd") or "dockerd", "--data-root", str(self.folder / "data"),
              "--exec-root", str(self.folder / "exec"), "--host", self.host, "--pidfile", str(self.folder / "pid"),
              "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.client = docker.APIClient(base_url=self.host, version="1.41")
         wait_until(self._answers, 60)
+
+    def kill(self) -> None:
+        """What a crash of the service does: dockerd and its containerd gone at once, nothing cleaned up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:

@@ -1,0 +1,206 @@
+"""Faults injected for real: Ctrl-C and SIGTERM mid-build, dockerd killed mid-build, two runs at
+once, a damaged or unwritable state file. Each loop must never skip what it should build."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from buildlib.interrupt import MESSAGE
+
+MIRRORS = 'mirrors = ["127.0.0.1:5000"]\n'
+SERVICES = ("a", "b", "c")
+ROUNDS = 5
+FINISHED = r"^\[\d+/\d+\] built (\S+)"
+
+
+def slow_services(make_repo, uid: str, seconds: float = 1.5):
+    """Three independent services, each with a step that takes a while and names this test."""
+    dockerfile = "FROM busybox:1.36\nCOPY round.txt /round\nRUN sleep {seconds} # {uid} {name}\n"
+    repo = make_repo({name: dockerfile.format(seconds=seconds, uid=uid, name=name) for name in SERVICES}, MIRRORS)
+    next_round(repo, 0)
+    return repo
+
+
+def next_round(repo, number: int) -> None:
+    """Every service's inputs change: all of them are out of date."""
+    for name in SERVICES:
+        (repo.path / "services" / name / "round.txt").write_text(f"{number}\n")
+
+
+def finished(stderr: str) -> set[str]:
+    return set(re.findall(FINISHED, stderr, re.MULTILINE))
+
+
+def build_containers(client, uid: str) -> list[str]:
+    """Containers of this test's RUN steps still in the engine (the classic builder's, named by their command)."""
+    return [container["Id"] for container in client.containers(all=True) if uid in container.get("Command", "")]
+
+
+def wait_until_gone(client, uid: str, seconds: float = 20) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while (left := build_containers(client, uid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def assert_one_line_error(run, *expected: str) -> None:
+    assert "Traceback" not in run.stderr, run.stderr
+    for text in expected:
+        assert text in run.stderr, run.stderr
+
+
+def assert_only_unfinished_builds_are_redone(repo, client, done: set[str], run) -> None:
+    """What the run reported built passes for current, and every image that passes holds today's
+    files (a build can finish in the engine after the run lost sight of it: that one is current too)."""
+    current = {name for name, row in repo.status().items() if row["status"] == "OK"}
+    assert done <= current, run.stderr
+    for name in current:
+        assert file_in_image(client, repo.image(name), "/round") == (repo.path / "services" / name / "round.txt").read_bytes()
+    after = repo.doit("build_all")
+    assert after.results() == {name: "up to date" if name in current else "built" for name in SERVICES}, after.stderr
+
+
+def file_in_image(client, image: str, path: str) -> bytes:
+    container = client.create_container(image, ["true"])
+    try:
+        stream, _ = client.get_archive(container, path)
+        archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+        return archive.extractfile(os.path.basename(path)).read()
+    finally:
+        client.remove_container(container)
+
+
+@pytest.fixture
+def bystander(client):
+    """A container this test did not start through buildlib: nothing may touch it."""
+    container = client.create_container("busybox:1.36", ["sleep", "600"],
+                                        host_config=client.create_host_config(network_mode="none"))
+    client.start(container)
+    yield container["Id"]
+    client.remove_container(container, force=True)
+
+
+def test_an_interrupted_run_keeps_what_finished_and_the_next_builds_only_the_rest(make_repo, uid, client, bystander):
+    repo = slow_services(make_repo, uid)
+    for number in range(ROUNDS):
+        next_round(repo, number + 1)
+        parallel = ["-n", "2"] if number % 2 else []
+        by_terminal = number % 2 == 0    # Ctrl-C reaches the whole process group; SIGTERM only the run
+        started = repo.start(*parallel, "build_all")
+        started.wait_for(FINISHED)
+        signalled = time.monotonic()
+        if by_terminal:
+            os.killpg(started.process.pid, signal.SIGINT)
+        else:
+            started.process.send_signal(signal.SIGTERM)
+        run = started.end(60)
+        assert time.monotonic() - signalled < 15, run.stderr
+        assert run.returncode == -signal.SIGINT, (run.returncode, run.stderr)
+        assert "Traceback" not in run.stderr and run.stderr.strip().splitlines()[-1] == MESSAGE, run.stderr
+        done = finished(run.stderr)
+        assert done and done != set(SERVICES), run.stderr
+        assert wait_until_gone(client, uid) == []
+        assert client.inspect_container(bystander)["State"]["Running"]
+        assert_only_unfinished_builds_are_redone(repo, client, done, run)
+
+
+def test_two_runs_at_once_build_each_image_once_and_keep_a_sound_state_file(make_repo, uid):
+    repo = slow_services(make_repo, uid, seconds=1)
+    assert repo.doit("build_all").returncode == 0
+    for number in range(ROUNDS):
+        next_round(repo, number + 1)
+        parallel = ["-n", "2"] if number % 2 else []
+        first, second = repo.start(*parallel, "build_all"), repo.start("build_all")
+        runs = [first.end(), second.end()]
+        assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+        built = [run.built() for run in runs]
+        assert built[0] | built[1] == set(SERVICES) and not built[0] & built[1], [run.stderr for run in runs]
+        for run, other in zip(runs, reversed(built)):
+            assert {name for name, result in run.results().items() if result == "up to date"} == other, run.stderr
+        assert {row["status"] for row in repo.status().values()} == {"OK"}
+        with sqlite3.connect(repo.path / ".doit.db") as state:
+            assert state.execute("pragma quick_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "text"])
+def test_a_damaged_state_file_is_set_aside_with_a_warning_and_nothing_is_rebuilt(make_repo, uid, damage):
+    repo = slow_services(make_repo, uid, seconds=0)
+    for name in SERVICES:   # state records large enough that cutting the file in half breaks a page
+        (repo.path / "services" / name / "data.txt").write_text("x" * 100_000)
+    assert repo.doit("build_all").returncode == 0
+    state = repo.path / ".doit.db"
+    data = state.read_bytes()
+    state.write_bytes({"garbage": os.urandom(len(data)), "truncated": data[: len(data) // 2],
+                       "text": b"not a database\n"}[damage])
+    run = repo.doit("build_all")
+    assert run.returncode == 0 and run.results() == dict.fromkeys(SERVICES, "up to date"), run.stderr
+    assert_one_line_error(run, "warning: ", ".doit.db is damaged", "moved to .doit.db.damaged")
+    assert (repo.path / ".doit.db.damaged").exists()
+    again = repo.doit("build_all")
+    assert "warning" not in again.stderr and again.results() == dict.fromkeys(SERVICES, "up to date")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB file system of this test's own, to fill up."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder) -> None:
+    try:
+        with open(folder / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * 65536)
+    except OSError:
+        pass
+
+
+def test_a_full_disk_costs_the_state_file_not_the_builds(make_repo, uid, small_disk):
+    repo = slow_services(make_repo, uid, seconds=0)
+    moved = small_disk / "repo"
+    shutil.copytree(repo.path, moved)
+    repo.path = moved
+    assert repo.doit("build_all").returncode == 0
+    next_round(repo, 1)
+    fill(small_disk)
+    run = repo.doit("build_all")
+    assert run.results() == dict.fromkeys(SERVICES, "built"), run.stderr
+    assert_one_line_error(run, "warning: .doit.db not written (database or disk is full)")
+    assert run.returncode == 0, run.stderr
+    (small_disk / "filler").unlink()
+    again = repo.doit("build_all")
+    assert again.results() == dict.fromkeys(SERVICES, "up to date"), again.stderr
+
+
+def test_a_killed_engine_fails_the_run_in_one_line_and_the_next_builds_only_what_was_unfinished(
+        make_repo, uid, second_engine):
+    repo = slow_services(make_repo, uid)
+    repo.env = {"DOCKER_HOST": second_engine.host}
+    for number in range(ROUNDS):
+        next_round(repo, number + 1)
+        started = repo.start(*(["-n", "2"] if number % 2 else []), "build_all")
+        started.wait_for(FINISHED)
+        second_engine.kill()
+        run = started.end(120)
+        second_engine.start()
+        done = finished(run.stderr)
+        assert run.returncode == 2 and done != set(SERVICES), run.stderr
+        assert_one_line_error(run, "FAILED")
+        failures = [line for line in run.stderr.splitlines() if "FAILED" in line]
+        assert failures and all("cannot reach a Docker engine" in line for line in failures), run.stderr
+        assert_only_unfinished_builds_are_redone(repo, second_engine.client, done, run)
