@@ -4,10 +4,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
+import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote, quote_plus
 
 from . import engine, registry
 from .catalog import remember
@@ -20,6 +23,7 @@ from .status import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, ImageStatus, curre
 
 LOG_FOLDER = Path(".buildlib") / "logs"
 LOCK_FOLDER = Path(".buildlib") / "locks"
+MIN_MASKED = 3    # shorter values would mask ordinary words in the log
 
 
 def build(service: Service, settings: Settings, revision: str | None) -> dict:
@@ -79,6 +83,7 @@ def _produce(service: Service, settings: Settings, revision: str | None, known: 
         labels["org.opencontainers.image.revision"] = revision
     log = log_path(settings.root, service.name)
     dockerfile = _labelled(service, inputs.dockerfile, labels)
+    secrets = secret_values(service)
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w", encoding="utf-8") as output, tempfile.TemporaryDirectory(prefix="buildlib-") as folder:
@@ -86,10 +91,13 @@ def _produce(service: Service, settings: Settings, revision: str | None, known: 
             sent = Path(folder) / "Dockerfile"
             sent.write_bytes(dockerfile)
             image_id = engine.build(
-                service.context, str(sent), service.image, args=service.build_args, target=service.target,
-                platform=service.platform, labels={}, nocache=settings.force, output=output.write)
+                service.context, str(sent), service.image, args={**service.build_args, **secrets},
+                target=service.target, platform=service.platform, labels={}, nocache=settings.force,
+                output=lambda text: output.write(masked(text, secrets)))
     except EngineError as error:
-        raise EngineError(f"{error}\n    full log: {log.relative_to(settings.root)}") from None
+        raise EngineError(f"{masked(str(error), secrets)}\n    full log: {log.relative_to(settings.root)}") from None
+    except BuildlibError as error:   # the engine's words can quote the request, build args and all
+        raise BuildlibError(masked(str(error), secrets)) from None
     except OSError as error:
         raise BuildlibError(f"{log}: cannot write the build log ({error.strerror})") from None
     return {**record, "image_id": image_id, "cache_note": cache_note}
@@ -104,6 +112,24 @@ def _labelled(service: Service, digest: str, labels: dict[str, str]) -> bytes:
     if hashlib.sha256(data).hexdigest() != digest:
         raise BuildlibError(f"{service.dockerfile}: changed while its inputs were hashed; run again")
     return with_labels(data, service.dockerfile, labels, service.target)
+
+
+def secret_values(service: Service) -> dict[str, str]:
+    """The secret build args' values, from the environment of the run: the only place they live."""
+    missing = [name for name in service.secret_args if name not in os.environ]
+    if missing:
+        raise BuildlibError(f"secret build arg {missing[0]} is not set: buildlib takes secret values "
+                            "from the environment of the run only")
+    return {name: os.environ[name] for name in service.secret_args}
+
+
+def masked(text: str, secrets: dict[str, str]) -> str:
+    """The text with every secret value, as is or as it appears in a URL, replaced by ***."""
+    for value in secrets.values():
+        if len(value) >= MIN_MASKED:
+            for form in {value, quote(value), quote_plus(value), quote(json.dumps(value)[1:-1])}:
+                text = text.replace(form, "***")
+    return text
 
 
 def log_path(root: Path, service: str) -> Path:

@@ -54,6 +54,9 @@ class Analysis:
     # be known before the build (then the whole context counts).
     context_sources: tuple[str, ...] = ()
     unresolved: str = ""
+    # ARGs of the target stage and the stages it is built FROM: the classic builder writes their
+    # values into the image's history (the RUN steps' "created by"), which the image carries.
+    inherited_args: frozenset[str] = frozenset()
 
 
 def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str | None = None) -> Analysis:
@@ -138,6 +141,7 @@ class _Analyser:
         self.build_args = build_args
         self.global_args: dict[str, str | None] = {}
         self.declared: set[str] = set()
+        self.stage_declared: dict[int, set[str]] = {}   # stage index -> the ARG names it declares
 
     def run(self, steps: list[Instruction], target: str | None) -> Analysis:
         all_names = self._stage_names(steps)
@@ -146,6 +150,7 @@ class _Analyser:
         images: list[list[ImageUse]] = []
         uses_stages: list[set[int]] = []
         sources: list[list[tuple[str, str]]] = []   # (cleaned source, why it is unresolved or '')
+        base_stages: list[int | None] = []
         stage_args: dict[str, str | None] = {}
         for step in steps:
             if step.keyword == "FROM":
@@ -153,6 +158,7 @@ class _Analyser:
                 stages.append(name)
                 images.append(uses)
                 uses_stages.append(set() if base_stage is None else {base_stage})
+                base_stages.append(base_stage)
                 sources.append([])
                 stage_args = {}
             elif not stages:
@@ -161,7 +167,8 @@ class _Analyser:
                                           f"{step.keyword} before the first FROM (only ARG may come first)")
                 self._declare(step, self.global_args, self.global_args)
             elif step.keyword == "ARG":
-                self._declare(step, stage_args, self.global_args)
+                self.stage_declared.setdefault(len(stages) - 1, set()).update(
+                    self._declare(step, stage_args, self.global_args))
             elif step.keyword in ("COPY", "ADD", "RUN"):
                 used_images, used_stages = self._from_flags(step, stages, all_names, stage_args)
                 images[-1].extend(used_images)
@@ -176,8 +183,12 @@ class _Analyser:
         uses = tuple(use for stage in images[:target_index + 1] for use in stage)
         taken = [source for index in _reached(target_index, uses_stages) for source in sources[index]]
         unresolved = next((why for _, why in taken if why), "")
+        inherited, index = set(), target_index
+        while index is not None:
+            inherited |= self.stage_declared.get(index, set())
+            index = base_stages[index]
         return Analysis(tuple(stages), uses, frozenset(self.declared),
-                        tuple(sorted({source for source, why in taken if not why})), unresolved)
+                        tuple(sorted({source for source, why in taken if not why})), unresolved, frozenset(inherited))
 
     def _context_sources(self, step: Instruction) -> list[tuple[str, str]]:
         """The sources of a COPY or ADD that reads the context, cleaned as Docker cleans them."""
@@ -210,8 +221,8 @@ class _Analyser:
     def _stage_names(self, steps: list[Instruction]) -> list[str | None]:
         return [_stage_name(step.value) for step in steps if step.keyword == "FROM"]
 
-    def _declare(self, step: Instruction, scope: dict, inherited: Mapping[str, str | None]) -> None:
-        """ARG NAME[=default] ...: the build arg wins, then the default, then the global value."""
+    def _declare(self, step: Instruction, scope: dict, inherited: Mapping[str, str | None]) -> list[str]:
+        """ARG NAME[=default] ...: the build arg wins, then the default, then the global value; the names."""
         try:
             words = shlex.split(step.value)
         except ValueError as error:
@@ -229,6 +240,7 @@ class _Analyser:
                 scope[name] = expand(default, scope, self.path, step.line, strict=False)
             else:
                 scope[name] = inherited.get(name)
+        return [word.partition("=")[0] for word in words]
 
     def _from(self, step: Instruction, stages: list, all_names: list) -> tuple[str | None, list[ImageUse], int | None]:
         """The stage's name, the image it uses, and the earlier stage it is built on."""

@@ -38,6 +38,7 @@ class Service:
     context_sources: tuple[str, ...] | None = None   # what COPY and ADD take; None: the whole context
     whole_context: str = ""                          # why they cannot narrow the context, when they cannot
     digest_cache: str | None = None                  # the file that remembers its files' digests
+    secret_args: tuple[str, ...] = ()                # declared build args whose values come from the environment
 
     @property
     def internal_images(self) -> tuple[str, ...]:
@@ -112,6 +113,12 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
     except OSError as error:
         raise BuildlibError(f"{shown}: cannot read ({error.strerror})") from None
     analysis = analyse(data, shown, build_args, own.target)
+    secrets = sorted(set(settings.secret_args + own.secret_args) & analysis.declared_args)
+    kept = next((name for name in secrets if name in analysis.inherited_args), None)
+    if kept:
+        raise BuildlibError(f"{shown}: secret build arg {kept} is declared in a stage the image is made of, and the "
+                            "classic builder writes build arg values into the image history; declare it only in "
+                            "a stage the image copies from (COPY --from)")
     refs = sorted({use.ref for use in analysis.images})
     externals: dict[str, ExternalImage] = {}
     for use in analysis.images:
@@ -126,7 +133,7 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         templates=tuple(_template(settings, folder, path) for path in own.templates),
         context_sources=None if analysis.unresolved else analysis.context_sources,
         whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
-        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"))
+        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets))
 
 
 def _template(settings: Settings, folder: Path, path: str) -> Template:

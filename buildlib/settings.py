@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .dockerfile import VARIABLE_NAME
 from .errors import SettingsError
 
 try:
@@ -33,6 +34,7 @@ class ServiceSettings:
     args: Mapping[str, str] = field(default_factory=dict)
     platform: str | None = None
     templates: tuple[str, ...] = ()     # config templates (*.tpl) rendered into the folder before a build
+    secret_args: tuple[str, ...] = ()   # build args whose values come from the environment and never show
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Settings:
     push: bool = True              # with a registry: build_all pushes what it built
     cache: bool = True             # with a registry: reuse an image pushed with the same inputs hash
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+    secret_args: tuple[str, ...] = ()   # for every service
 
     def image(self, service: str) -> str:
         """The full reference of a service's image: [registry/]project-service:tag."""
@@ -79,6 +82,7 @@ TOP_KEYS = {
     "cache": ("cache", bool, "true or false"),
     "pull": ("pull", dict, "a table"),
     "services": ("services", dict, "a table"),
+    "secret-args": ("secret_args", list, "a list of build arg names"),
 }
 PULL_KEYS = {
     "attempts": ("attempts", int, "a whole number"),
@@ -94,6 +98,7 @@ SERVICE_KEYS = {
     "args": ("args", dict, "a table of strings"),
     "platform": ("platform", str, "a string"),
     "templates": ("templates", list, "a list of paths of *.tpl files"),
+    "secret-args": ("secret_args", list, "a list of build arg names"),
 }
 
 
@@ -107,6 +112,8 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
     values["pull"] = _pull_settings(values.get("pull", {}))
     values["services"] = {
         name: _service_settings(name, sub) for name, sub in values.get("services", {}).items()}
+    if "secret_args" in values:
+        values["secret_args"] = _arg_names(values["secret_args"], "[tool.buildlib] secret-args")
     for key in OVERRIDABLE:
         env_value = environ.get(f"BUILDLIB_{key.upper()}")
         if variables.get(key) is not None:
@@ -189,7 +196,17 @@ def _service_settings(name: str, table: object) -> ServiceSettings:
         if bad:
             raise SettingsError(f"pyproject.toml {where} templates: '{bad[0]}' does not end with .tpl")
         values["templates"] = tuple(templates)
+    if "secret_args" in values:
+        values["secret_args"] = _arg_names(values["secret_args"], f"{where} secret-args")
+        _refuse_secret_values(values["secret_args"], args, where)
     return ServiceSettings(**values)
+
+
+def _arg_names(value: list, where: str) -> tuple[str, ...]:
+    bad = [name for name in _string_list(value, where) if not VARIABLE_NAME.fullmatch(name)]
+    if bad:
+        raise SettingsError(f"pyproject.toml {where}: '{bad[0]}' is not a build arg name")
+    return tuple(value)
 
 
 def _flag(value: object, name: str) -> bool:
@@ -213,3 +230,12 @@ def _validate(settings: Settings) -> None:
     for mirror in (address for addresses in settings.mirrors.values() for address in addresses):
         if not REGISTRY_PATTERN.fullmatch(mirror):
             raise SettingsError(f"mirror '{mirror}': not a registry address like host[:port][/path]")
+    for name, service in settings.services.items():
+        _refuse_secret_values(settings.secret_args, service.args, f"[tool.buildlib.services.{name}]")
+
+
+def _refuse_secret_values(secret_args: tuple[str, ...], args: Mapping[str, str], where: str) -> None:
+    shown = next((name for name in secret_args if name in args), None)
+    if shown:
+        raise SettingsError(f"pyproject.toml {where} args.{shown}: a secret build arg takes its value "
+                            "from the environment, never from this file")

@@ -176,3 +176,10 @@ def test_labels_end_the_target_stage_as_one_instruction():
     assert middle.splitlines()[5].startswith("LABEL ") and middle.splitlines()[6] == "FROM scratch"
     # what the analysis reads is unchanged but for the one instruction
     assert [step.keyword for step in instructions(middle.encode(), "D")].count("LABEL") == 1
+
+
+def test_inherited_args_are_those_of_the_target_and_the_stages_it_is_built_from():
+    data = (b"FROM busybox AS fetch\nARG TOKEN\nFROM fetch AS mid\nARG MID\nFROM busybox AS final\nARG FINAL\n"
+            b"COPY --from=mid /a /a\nFROM final\nARG LAST\n")
+    assert analyse(data, "D", {}).inherited_args == {"FINAL", "LAST"}     # mid is only copied from
+    assert analyse(data, "D", {}, "mid").inherited_args == {"MID", "TOKEN"}
