@@ -82,7 +82,18 @@ def instructions(data: bytes, path: str) -> list[Instruction]:
         if keyword in ("RUN", "COPY", "ADD"):
             skip_until = _heredoc_end(lines, entry["endline"], value, path, start + 1)
         result.append(Instruction(keyword, value, start + 1))
+    _refuse_dangling_continuation(lines, parser.structure, path)
     return result
+
+
+def _refuse_dangling_continuation(lines: list[str], structure: list[dict], path: str) -> None:
+    """dockerfile-parse silently drops a last instruction whose line continuation never ends."""
+    covered = {index for entry in structure for index in range(entry["startline"], entry["endline"] + 1)}
+    for index in range(len(lines)):
+        if index not in covered and lines[index].strip() and not lines[index].lstrip().startswith("#"):
+            keyword = lines[index].split()[0].upper()
+            raise DockerfileError(path, index + 1, f"{keyword} ends with a line continuation and the file "
+                                                   "ends there (is it cut short?)")
 
 
 def with_labels(data: bytes, path: str, labels: Mapping[str, str], target: str | None) -> bytes:

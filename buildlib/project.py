@@ -10,6 +10,7 @@ from .errors import BuildlibError, SettingsError
 from .settings import NAME_PATTERN, Settings
 from .templates import SUFFIX, Template
 
+MAX_REPOSITORY = 255   # characters of [registry/]name, Docker's limit
 DIGEST_FOLDER = Path(".buildlib") / "digests"
 
 
@@ -103,6 +104,10 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
     if not NAME_PATTERN.fullmatch(f"{settings.project}-{name}"):
         raise BuildlibError(f"{settings.services_dir}/{name}: '{name}' cannot be part of an image name "
                             "(use lower-case letters, digits, and . _ - between them)")
+    repository = settings.image(name).rsplit(":", 1)[0]
+    if len(repository) > MAX_REPOSITORY:
+        raise BuildlibError(f"{settings.services_dir}/{name[:40]}...: the image name would be {len(repository)} "
+                            f"characters long, Docker allows {MAX_REPOSITORY}: use a shorter folder name")
     own = settings.for_service(name)
     dockerfile, context = folder / own.dockerfile, folder / own.context
     shown = dockerfile.relative_to(settings.root).as_posix()

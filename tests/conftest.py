@@ -76,11 +76,12 @@ class Repo:
         self.registry = ""         # BUILDLIB_REGISTRY for every run, when set
         self.env: dict = {}        # more environment for every run
 
-    def doit(self, *args: str, env: dict | None = None) -> Run:
+    def doit(self, *args: str, env: dict | None = None, wrapper: tuple[str, ...] = ()) -> Run:
+        """A doit run in the repository (under wrapper, a command that runs the rest, when given)."""
         environment = {**os.environ, "BUILDLIB_TAG": self.tag, **self.env, **(env or {})}
         if self.registry:
             environment["BUILDLIB_REGISTRY"] = self.registry
-        done = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
+        done = subprocess.run([*wrapper, sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
                               capture_output=True, text=True, timeout=600)
         return Run(done.returncode, done.stdout, done.stderr)
 
