@@ -123,15 +123,6 @@ def test_malformed_dockerfiles_name_file_and_line(text, message):
     assert error(text).startswith(message)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300))
-def test_random_bytes_raise_only_our_error(data):
-    try:
-        analyse(data, "Dockerfile", {})
-    except DockerfileError:
-        pass
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_characters="$\\"), max_size=40))
 def test_text_without_variables_expands_to_itself(word):
