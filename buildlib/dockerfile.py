@@ -152,7 +152,6 @@ class _Analyser:
         self.build_args = build_args
         self.global_args: dict[str, str | None] = {}
         self.declared: set[str] = set()
-        self.stage_declared: dict[int, set[str]] = {}   # stage index -> the ARG names it declares
 
     def run(self, steps: list[Instruction], target: str | None) -> Analysis:
         all_names = self._stage_names(steps)
@@ -162,6 +161,7 @@ class _Analyser:
         uses_stages: list[set[int]] = []
         sources: list[list[tuple[str, str]]] = []   # (cleaned source, why it is unresolved or '')
         base_stages: list[int | None] = []
+        declared: list[set[str]] = []               # the ARG names it declares
         stage_args: dict[str, str | None] = {}
         for step in steps:
             if step.keyword == "FROM":
@@ -171,6 +171,7 @@ class _Analyser:
                 uses_stages.append(set() if base_stage is None else {base_stage})
                 base_stages.append(base_stage)
                 sources.append([])
+                declared.append(set())
                 stage_args = {}
             elif not stages:
                 if step.keyword != "ARG":
@@ -178,8 +179,7 @@ class _Analyser:
                                           f"{step.keyword} before the first FROM (only ARG may come first)")
                 self._declare(step, self.global_args, self.global_args)
             elif step.keyword == "ARG":
-                self.stage_declared.setdefault(len(stages) - 1, set()).update(
-                    self._declare(step, stage_args, self.global_args))
+                declared[-1].update(self._declare(step, stage_args, self.global_args))
             elif step.keyword in ("COPY", "ADD", "RUN"):
                 used_images, used_stages = self._from_flags(step, stages, all_names, stage_args)
                 images[-1].extend(used_images)
@@ -196,7 +196,7 @@ class _Analyser:
         unresolved = next((why for _, why in taken if why), "")
         inherited, index = set(), target_index
         while index is not None:
-            inherited |= self.stage_declared.get(index, set())
+            inherited |= declared[index]
             index = base_stages[index]
         return Analysis(tuple(stages), uses, frozenset(self.declared),
                         tuple(sorted({source for source, why in taken if not why})), unresolved, frozenset(inherited))

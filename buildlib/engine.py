@@ -51,8 +51,8 @@ def _translated_errors(subject: str = "") -> Iterator[None]:
         yield
     except docker.errors.APIError as error:
         raise EngineError(f"{prefix}{error.explanation or error}") from None
+    # A stream cut mid-answer (the engine died) comes as urllib3's own error: docker-py reads streams raw.
     except (requests.exceptions.RequestException, docker.errors.DockerException, urllib3.exceptions.HTTPError) as error:
-        # A stream cut mid-answer (the engine died) comes as urllib3's own: docker-py reads streams raw.
         # requests reports a read that timed out inside a stream as a ConnectionError.
         if isinstance(error, requests.exceptions.Timeout) or "timed out" in str(error):
             raise EngineError(f"{prefix}no answer in time") from None
