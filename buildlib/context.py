@@ -185,14 +185,19 @@ def changes(previous: Mapping, current: Inputs, listed: int | None = MAX_LISTED)
     """What differs between the inputs of the last build (a record) and now, for a person.
 
     Files are named up to `listed` per kind (changed, added, removed); None names every one.
+    When a different set of files counts (the whole context or what COPY/ADD take, or a record
+    from before buildlib narrowed it), that is the reason, not a list of files "removed".
     """
     reasons = []
     old_files, new_files = previous.get("files", {}), current.files
-    changed = sorted(path for path in new_files if path in old_files and old_files[path] != new_files[path])
-    added = sorted(set(new_files) - set(old_files))
-    removed = sorted(set(old_files) - set(new_files))
-    for paths, verb in ((changed, "changed"), (added, "added"), (removed, "removed")):
-        reasons += _listed(paths, verb, listed)
+    if previous.get("scope") != current.scope:
+        reasons.append(f"files counted differently: {current.scope or 'only those COPY/ADD take'}")
+    else:
+        changed = sorted(path for path in new_files if path in old_files and old_files[path] != new_files[path])
+        added = sorted(set(new_files) - set(old_files))
+        removed = sorted(set(old_files) - set(new_files))
+        for paths, verb in ((changed, "changed"), (added, "added"), (removed, "removed")):
+            reasons += _listed(paths, verb, listed)
     if previous.get("dockerfile") != current.dockerfile:
         reasons.append("Dockerfile changed")
     old_args = previous.get("args", {})

@@ -60,6 +60,17 @@ def test_reasons_name_what_changed(tmp_path):
                                     "platform changed to linux/arm64", "base alpine:3.20 changed"]
 
 
+def test_a_record_that_counted_other_files_says_so_instead_of_listing_them(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a", "src/a": "1", "docs/b": "2"})
+    whole = inputs(tmp_path, scope="whole context: line 2: COPY source $DIR uses a variable").as_record()
+    narrowed = inputs(tmp_path, files={"src/a": "file 644 x"})
+    assert changes(whole, narrowed) == ["files counted differently: only those COPY/ADD take"]
+    before_scopes = {key: value for key, value in whole.items() if key != "scope"}   # an earlier buildlib's record
+    assert changes(before_scopes, narrowed) == ["files counted differently: only those COPY/ADD take"]
+    assert changes(narrowed.as_record(), inputs(tmp_path, scope=whole["scope"])) == [
+        "files counted differently: whole context: line 2: COPY source $DIR uses a variable"]
+
+
 def test_many_changed_files_are_summed_up(tmp_path):
     make_tree(tmp_path, {"Dockerfile": "FROM a", **{f"f{i}": "" for i in range(5)}})
     before = inputs(tmp_path).as_record()
