@@ -52,7 +52,7 @@ def wait_until_gone(client, uid: str, seconds: float = 20) -> list[str]:
     return left
 
 
-def assert_one_line_error(run, *expected: str) -> None:
+def assert_said_without_a_traceback(run, *expected: str) -> None:
     assert "Traceback" not in run.stderr, run.stderr
     for text in expected:
         assert text in run.stderr, run.stderr
@@ -143,7 +143,7 @@ def test_a_damaged_state_file_is_set_aside_with_a_warning_and_nothing_is_rebuilt
                        "text": b"not a database\n"}[damage])
     run = repo.doit("build_all")
     assert run.returncode == 0 and run.results() == dict.fromkeys(SERVICES, "up to date"), run.stderr
-    assert_one_line_error(run, "warning: ", ".doit.db is damaged", "moved to .doit.db.damaged")
+    assert_said_without_a_traceback(run, "warning: ", ".doit.db is damaged", "moved to .doit.db.damaged")
     assert (repo.path / ".doit.db.damaged").exists()
     again = repo.doit("build_all")
     assert "warning" not in again.stderr and again.results() == dict.fromkeys(SERVICES, "up to date")
@@ -180,7 +180,7 @@ def test_a_full_disk_costs_the_state_file_not_the_builds(make_repo, uid, small_d
     fill(small_disk)
     run = repo.doit("build_all")
     assert run.results() == dict.fromkeys(SERVICES, "built"), run.stderr
-    assert_one_line_error(run, "warning: .doit.db not written (database or disk is full)")
+    assert_said_without_a_traceback(run, "warning: .doit.db not written (database or disk is full)")
     assert run.returncode == 0, run.stderr
     (small_disk / "filler").unlink()
     again = repo.doit("build_all")
@@ -200,7 +200,7 @@ def test_a_killed_engine_fails_the_run_in_one_line_and_the_next_builds_only_what
         second_engine.start()
         done = finished(run.stderr)
         assert run.returncode == 2 and done != set(SERVICES), run.stderr
-        assert_one_line_error(run, "FAILED")
+        assert_said_without_a_traceback(run, "FAILED")
         failures = [line for line in run.stderr.splitlines() if "FAILED" in line]
         assert failures and all("cannot reach a Docker engine" in line for line in failures), run.stderr
         assert_only_unfinished_builds_are_redone(repo, second_engine.client, done, run)
