@@ -16,6 +16,7 @@ from buildlib.filecache import DigestCache
 
 IMAGES = st.sampled_from(["busybox:1.36", "alpine", "registry.local:5000/team/app:2", "golang@sha256:" + "a" * 64])
 WORDS = st.text(alphabet="abcxyz019._-/", min_size=1, max_size=8)
+SOURCES = WORDS.filter(lambda word: not word.startswith("--"))   # Docker reads a leading "--" as a flag
 
 
 @st.composite
@@ -29,8 +30,8 @@ def dockerfiles(draw) -> str:
             lines.append(draw(st.sampled_from([
                 f"RUN echo {draw(WORDS)}",
                 f"RUN echo {draw(WORDS)} && \\\n    echo {draw(WORDS)}",
-                f"COPY {draw(WORDS)} /app/",
-                f"ADD {draw(WORDS)} {draw(WORDS)} /opt/",
+                f"COPY {draw(SOURCES)} /app/",
+                f"ADD {draw(SOURCES)} {draw(WORDS)} /opt/",
                 f"ENV KEY_{index}={draw(WORDS)}",
                 f"# {draw(WORDS)}",
                 f"WORKDIR /{draw(WORDS)}",
