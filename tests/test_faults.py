@@ -131,16 +131,24 @@ def test_two_runs_at_once_build_each_image_once_and_keep_a_sound_state_file(make
             assert state.execute("pragma quick_check").fetchone() == ("ok",)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "text"])
+def spoil(state, damage: str) -> None:
+    """Damage the state file: sqlite's own kinds, or a sound database holding a record doit cannot read."""
+    if damage == "record":
+        with sqlite3.connect(state) as connection:
+            connection.execute("update doit set task_data = '{not json' where task_id = 'build:b'")
+        return
+    data = state.read_bytes()
+    state.write_bytes({"garbage": os.urandom(len(data)), "truncated": data[: len(data) // 2],
+                       "text": b"not a database\n"}[damage])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "text", "record"])
 def test_a_damaged_state_file_is_set_aside_with_a_warning_and_nothing_is_rebuilt(make_repo, uid, damage):
     repo = slow_services(make_repo, uid, seconds=0)
     for name in SERVICES:   # state records large enough that cutting the file in half breaks a page
         (repo.path / "services" / name / "data.txt").write_text("x" * 100_000)
     assert repo.doit("build_all").returncode == 0
-    state = repo.path / ".doit.db"
-    data = state.read_bytes()
-    state.write_bytes({"garbage": os.urandom(len(data)), "truncated": data[: len(data) // 2],
-                       "text": b"not a database\n"}[damage])
+    spoil(repo.path / ".doit.db", damage)
     run = repo.doit("build_all")
     assert run.returncode == 0 and run.results() == dict.fromkeys(SERVICES, "up to date"), run.stderr
     assert_said_without_a_traceback(run, "warning: ", ".doit.db is damaged", "moved to .doit.db.damaged")
