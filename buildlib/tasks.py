@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -186,9 +187,14 @@ def refuse(message: str):
 
 def remove_built_image(service: Service, project: str) -> None:
     """clean: remove the service's image, only when buildlib built it for this service."""
-    attrs = engine.inspect(service.image)
-    if attrs and built_from(attrs, project, service.name):
-        engine.remove(service.image)
+    try:
+        attrs = engine.inspect(service.image)
+        if attrs and built_from(attrs, project, service.name):
+            engine.remove(service.image)
+    except BuildlibError as error:
+        # doit's clean would print a failure as a traceback and carry on anyway; it also captures
+        # an action's stderr, hence the process's own.
+        sys.__stderr__.write(f"warning: {service.image} kept: {error}\n")
 
 
 def previous_records(root: Path, names: list[str]) -> dict[str, dict]:

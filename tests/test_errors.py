@@ -106,3 +106,18 @@ def test_an_unreadable_file_fails_its_service_in_one_line(make_repo, uid):
     run = repo.doit("build_all", wrapper=as_a_user)
     assert run.results() == {"app": "failed", "other": "built"}, run.stderr
     assert "services/app/src/key.pem: cannot read (Permission denied)" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_clean_keeps_an_image_a_container_uses_and_says_so_in_one_line(make_repo, uid, client):
+    repo = make_repo({"app": f"FROM busybox:1.36\nLABEL uid={uid}\n", "other": f"FROM busybox:1.36\nLABEL uid={uid}\n"},
+                     MIRRORS)
+    assert repo.doit("build_all").returncode == 0
+    holder = client.create_container(repo.image("app"), "true")
+    try:
+        run = repo.doit("clean", "build:app", "build:other")
+        # doit's clean always exits 0; what matters is that the line names the image and the reason
+        assert run.returncode == 0
+        assert one_line(run).startswith(f"warning: {repo.image('app')} kept: remove ") and "container" in run.stderr
+        assert client.images(name=repo.image("app")) != [] and client.images(name=repo.image("other")) == []
+    finally:
+        client.remove_container(holder)
