@@ -7,6 +7,8 @@ the image ID, so they are remembered per ID in .buildlib/image-facts.json and ne
 buildlib's own pulls and builds leave a mark (.buildlib/engine-changed), in whatever process
 they ran; every lookup compares it, and once it moved, what was known is forgotten and the
 images asked about next are inspected one by one (a listing costs as much as dozens of inspects).
+A build that says which name it changed costs its own process only that name, as long as no
+other process moved the mark meanwhile: a serial run does not inspect everything after each build.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Iterable
 
 from . import engine
 
@@ -36,19 +39,30 @@ def catalog(root: Path) -> "Catalog":
     return _catalogs[key]
 
 
-def mark_changed(root: Path) -> None:
-    """Say that the engine's images changed, so that every catalog lists them again."""
+def mark_changed(root: Path, changed_refs: Iterable[str] | None = None) -> None:
+    """Say that the engine's images changed, so that every catalog forgets what it knew.
+
+    changed_refs: the only names this process changed, which are all its own catalog forgets.
+    """
     mark = root / CHANGED_MARK
     temporary = mark.with_name(f".{mark.name}.{os.getpid()}")
     try:
         mark.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(f"{time.time_ns()} {os.getpid()}\n")
-        os.replace(temporary, mark)   # a new inode each time: the stamp always moves
+        with open(mark.with_name(f"{mark.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)   # no other move between the look before and the move
+            before = _stamp(mark)
+            temporary.write_text(f"{time.time_ns()} {os.getpid()}\n")
+            after = _stamp(temporary)   # a rename keeps inode, mtime and size
+            os.replace(temporary, mark)   # a new inode each time: the stamp always moves
     except OSError:
         # A mark that cannot move must not stay: catalogs with none to compare inspect every time.
         for path in (temporary, mark):
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
+        return
+    own = _catalogs.get((os.getpid(), root))
+    if own is not None and changed_refs is not None:
+        own.changed_here(before, after, changed_refs)
 
 
 def remember(root: Path, attrs: dict) -> None:
@@ -122,11 +136,19 @@ class Catalog:
     def has_digest(self, ref: str, digest: str) -> bool:
         return engine.has_digest(ref, digest, self.inspect)
 
+    def changed_here(self, before: tuple | None, after: tuple | None, refs: Iterable[str]) -> None:
+        """This process moved the mark from before to after, changing only refs."""
+        if before is None or before != self.stamp:
+            return   # another process moved it first: the next lookup forgets everything
+        self.stamp = after
+        for ref in refs:
+            self.known.pop(familiar(ref), None)
+
     def _refresh(self) -> None:
-        stamp = self._stamp()
+        stamp = _stamp(self.root / CHANGED_MARK)
         if stamp is None:
             mark_changed(self.root)   # the first run here: a mark to compare from now on
-            stamp = self._stamp()
+            stamp = _stamp(self.root / CHANGED_MARK)
         if stamp is not None and stamp == self.stamp:
             return
         self.stamp, self.known = stamp, {}
@@ -140,12 +162,14 @@ class Catalog:
                 if facts is not None:
                     self.known[tag] = _record(summary, facts)
 
-    def _stamp(self) -> tuple | None:
-        try:
-            info = (self.root / CHANGED_MARK).stat()
-        except OSError:
-            return None
-        return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _stamp(mark: Path) -> tuple | None:
+    try:
+        info = mark.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _facts(attrs: dict) -> list:

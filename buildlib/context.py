@@ -53,8 +53,8 @@ def dockerignore_patterns(context: Path) -> list[str]:
 
 def dockerfile_name(context: Path, dockerfile: Path) -> str:
     """The Dockerfile's path in the context; docker-py sends one from outside under a name of its own."""
-    inside = dockerfile.resolve().is_relative_to(context.resolve())
-    return dockerfile.resolve().relative_to(context.resolve()).as_posix() if inside else ".dockerfile"
+    context, dockerfile = context.resolve(), dockerfile.resolve()
+    return dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ".dockerfile"
 
 
 def context_paths(context: Path, dockerfile: Path, cache: DigestCache | None = None) -> dict[str, os.stat_result]:

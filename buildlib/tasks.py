@@ -161,7 +161,7 @@ def run_build(service: Service, settings: Settings, revision: str | None):
     try:
         return as_task_result(build.build, service, settings, revision)
     finally:
-        mark_changed(settings.root)
+        mark_changed(settings.root, [service.image])   # a build moves only its own tag
 
 
 def pushed_already(image: str, service: str, settings: Settings) -> bool:

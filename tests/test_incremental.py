@@ -77,6 +77,22 @@ def test_a_run_with_nothing_to_do_makes_as_many_engine_calls_for_10_services_as_
     assert counted[10] <= 6, engine_calls.calls
 
 
+def test_a_serial_run_that_rebuilds_one_service_makes_as_many_engine_calls_for_10_services_as_for_2(
+        make_repo, uid, engine_calls):
+    counted = {}
+    for prefix, count in (("a", 2), ("b", 10)):
+        repo = make_repo({f"{prefix}{index}": f"FROM busybox:1.36\nLABEL uid={uid}\nCOPY src/ /app/\n"
+                          for index in range(count)}, MIRRORS)
+        write(repo, {f"services/{prefix}{index}/src/main.txt": f"{index}\n" for index in range(count)})
+        assert set(repo.doit("-n", "2", "build_all").results().values()) == {"built"}
+        repo.edit(f"services/{prefix}0/src/main.txt", "changed\n")   # those checked after it are not asked again
+        engine_calls.reset()
+        run = repo.doit("build_all", env={"DOCKER_HOST": engine_calls.host})
+        assert run.built() == {f"{prefix}0"}, run.stderr
+        counted[count] = engine_calls.total()
+    assert counted[2] == counted[10], (counted, engine_calls.calls)
+
+
 @pytest.mark.parametrize("parallel", [[], ["-n", "2"]])
 def test_a_changed_base_service_rebuilds_its_dependent_in_the_same_run(make_repo, uid, parallel):
     repo = make_repo(chained_services(uid, "c", 2), MIRRORS)
