@@ -163,7 +163,6 @@ class Catalog:
                     self.known[tag] = _record(summary, facts)
 
 
-
 def _stamp(mark: Path) -> tuple | None:
     try:
         info = mark.stat()
