@@ -83,22 +83,23 @@ class Repo:
         self.registry = ""         # BUILDLIB_REGISTRY for every run, when set
         self.env: dict = {}        # more environment for every run
 
-    def doit(self, *args: str, env: dict | None = None, wrapper: tuple[str, ...] = ()) -> Run:
-        """A doit run in the repository (under wrapper, a command that runs the rest, when given)."""
+    def environment(self, env: dict | None = None) -> dict:
+        """What every run here gets: this test's tag, and its registry when it has one."""
         environment = {**os.environ, "BUILDLIB_TAG": self.tag, **self.env, **(env or {})}
         if self.registry:
             environment["BUILDLIB_REGISTRY"] = self.registry
-        done = subprocess.run([*wrapper, sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
-                              capture_output=True, text=True, timeout=600)
+        return environment
+
+    def doit(self, *args: str, env: dict | None = None, wrapper: tuple[str, ...] = ()) -> Run:
+        """A doit run in the repository (under wrapper, a command that runs the rest, when given)."""
+        done = subprocess.run([*wrapper, sys.executable, "-m", "doit", *args], cwd=self.path,
+                              env=self.environment(env), capture_output=True, text=True, timeout=600)
         return Run(done.returncode, done.stdout, done.stderr)
 
     def start(self, *args: str) -> Started:
         """A run in the background, in a process group of its own (as a terminal's Ctrl-C would reach it)."""
-        environment = {**os.environ, "BUILDLIB_TAG": self.tag, **self.env}
-        if self.registry:
-            environment["BUILDLIB_REGISTRY"] = self.registry
         log = tempfile.TemporaryFile("w+")
-        process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.path, env=environment,
+        process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.path, env=self.environment(),
                                    stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
         return Started(process, log)
 
