@@ -125,8 +125,7 @@ def test_without_dockerignore_the_walk_sends_what_docker_py_sends(tmp_path):
 def test_folders_dockerignore_excludes_are_not_walked_into_unless_a_rule_reaches_inside(tmp_path, monkeypatch):
     make_tree(tmp_path, {"Dockerfile": "FROM a", "src/a.go": "", "node_modules/x/y.js": "", "node_modules/keep.txt": ""})
     listed = []
-    real_listdir, real_scandir = os.listdir, os.scandir
-    monkeypatch.setattr(os, "listdir", lambda path: listed.append(os.path.relpath(path, tmp_path)) or real_listdir(path))
+    real_scandir = os.scandir   # the walk lists folders with it
     monkeypatch.setattr(os, "scandir", lambda path: listed.append(os.path.relpath(path, tmp_path)) or real_scandir(path))
     (tmp_path / ".dockerignore").write_text("node_modules\n")
     assert "node_modules/keep.txt" not in context_paths(tmp_path, tmp_path / "Dockerfile")
