@@ -75,5 +75,5 @@ def write_failures_are_warnings(dependencies) -> None:
     backend.dump = guarded_dump
 
 
-def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+def warn(message: str, stream=None) -> None:
+    (stream or sys.stderr).write(f"warning: {message}\n")

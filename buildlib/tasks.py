@@ -194,7 +194,7 @@ def remove_built_image(service: Service, project: str) -> None:
     except BuildlibError as error:
         # doit's clean would print a failure as a traceback and carry on anyway; it also captures
         # an action's stderr, hence the process's own.
-        sys.__stderr__.write(f"warning: {service.image} kept: {error}\n")
+        state.warn(f"{service.image} kept: {error}", sys.__stderr__)
 
 
 def previous_records(root: Path, names: list[str]) -> dict[str, dict]:
