@@ -6,16 +6,15 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote, quote_plus
 
 from . import engine, registry
+from .builders import BuildRequest, builder_for
 from .catalog import remember
 from .context import Inputs
-from .dockerfile import with_labels
 from .errors import BuildlibError, EngineError
 from .project import Service
 from .settings import Settings
@@ -32,7 +31,6 @@ def build(service: Service, settings: Settings, revision: str | None) -> dict:
     Returns the record the state file keeps: the inputs (to explain the next rebuild), the image
     ID, and either `from_cache` or `cache_note` (why the cache was not used, when it failed), or
     `elsewhere` when another run in this repository built it since this run judged it.
-    The new image's facts are remembered, so the next run's catalog need not inspect it.
     """
     with _exclusive(settings.root, service.name):
         # Another run in this repository may have built it since this run judged it.
@@ -40,11 +38,7 @@ def build(service: Service, settings: Settings, revision: str | None) -> dict:
         if verdict and verdict.status is ImageStatus.OK:
             return {"inputs_hash": verdict.inputs.digest, "inputs": verdict.inputs.as_record(),
                     "image_id": (engine.inspect(service.image) or {}).get("Id"), "elsewhere": True}
-        record = _produce(service, settings, revision, verdict.inputs if verdict else None)
-    attrs = engine.inspect(service.image)
-    if attrs is not None:
-        remember(settings.root, attrs)
-    return record
+        return _produce(service, settings, revision, verdict.inputs if verdict else None)
 
 
 @contextlib.contextmanager
@@ -71,6 +65,7 @@ def _produce(service: Service, settings: Settings, revision: str | None, known: 
         image_id, cache_note = registry.fetch_cached(
             service.image, settings.project, service.name, inputs.digest, service.platform, settings.pull)
         if image_id:
+            _remember(settings.root, engine.inspect(service.image))
             return {**record, "image_id": image_id, "from_cache": True}
     labels = {
         HASH_LABEL: inputs.digest,
@@ -82,36 +77,48 @@ def _produce(service: Service, settings: Settings, revision: str | None, known: 
     if revision:
         labels["org.opencontainers.image.revision"] = revision
     log = log_path(settings.root, service.name)
-    dockerfile = _labelled(service, inputs.dockerfile, labels)
     secrets = secret_values(service)
+    request = BuildRequest(
+        image=service.image, context=service.context, dockerfile=_hashed_dockerfile(service, inputs.dockerfile),
+        dockerfile_path=_shown(service.dockerfile, settings.root), args=service.build_args, secrets=secrets,
+        labels=labels, target=service.target, platform=service.platform, network=service.network,
+        nocache=settings.force)
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w", encoding="utf-8") as output, tempfile.TemporaryDirectory(prefix="buildlib-") as folder:
-            # Outside the context, so that docker-py sends it under a name of its own.
-            sent = Path(folder) / "Dockerfile"
-            sent.write_bytes(dockerfile)
-            image_id = engine.build(
-                service.context, str(sent), service.image, args={**service.build_args, **secrets},
-                target=service.target, platform=service.platform, labels={}, nocache=settings.force,
-                output=lambda text: output.write(masked(text, secrets)))
+        with open(log, "w", encoding="utf-8") as output:
+            attrs = builder_for(settings.builder).build(request, lambda text: output.write(masked(text, secrets)))
     except EngineError as error:
         raise EngineError(f"{masked(str(error), secrets)}\n    full log: {log.relative_to(settings.root)}") from None
     except BuildlibError as error:   # the engine's words can quote the request, build args and all
         raise BuildlibError(masked(str(error), secrets)) from None
     except OSError as error:
         raise BuildlibError(f"{log}: cannot write the build log ({error.strerror})") from None
-    return {**record, "image_id": image_id, "cache_note": cache_note}
+    _remember(settings.root, attrs)
+    return {**record, "image_id": attrs["Id"], "cache_note": cache_note}
 
 
-def _labelled(service: Service, digest: str, labels: dict[str, str]) -> bytes:
-    """The Dockerfile's bytes that were hashed, with the labels as its last instruction."""
+def _remember(root: Path, attrs: dict | None) -> None:
+    """Keep the new image's facts, so that the next run's catalog need not inspect it."""
+    if attrs is not None:
+        remember(root, attrs)
+
+
+def _hashed_dockerfile(service: Service, digest: str) -> bytes:
+    """The Dockerfile's bytes, as they were when its inputs were hashed."""
     try:
         data = Path(service.dockerfile).read_bytes()
     except OSError as error:
         raise BuildlibError(f"{service.dockerfile}: cannot read ({error.strerror})") from None
     if hashlib.sha256(data).hexdigest() != digest:
         raise BuildlibError(f"{service.dockerfile}: changed while its inputs were hashed; run again")
-    return with_labels(data, service.dockerfile, labels, service.target)
+    return data
+
+
+def _shown(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 def secret_values(service: Service) -> dict[str, str]:

@@ -57,11 +57,27 @@ class Analysis:
     # ARGs of the target stage and the stages it is built FROM: the classic builder writes their
     # values into the image's history (the RUN steps' "created by"), which the image carries.
     inherited_args: frozenset[str] = frozenset()
+    secret_ids: frozenset[str] = frozenset()    # what RUN --mount=type=secret of the reached stages read
 
 
-def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str | None = None) -> Analysis:
-    """Analyse a Dockerfile as `docker build --build-arg ... --target target` would read it."""
-    return _Analyser(path, build_args).run(instructions(data, path), target)
+def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str | None = None,
+            platform: str | None = None, native: str = "linux/amd64") -> Analysis:
+    """Analyse a Dockerfile as `docker buildx build --build-arg ... --target target --platform platform` reads it.
+
+    native is the builder's own platform, which BUILDPLATFORM names.
+    """
+    return _Analyser(path, build_args, platform_args(platform or native, native)).run(instructions(data, path), target)
+
+
+def platform_args(target: str, build: str) -> dict[str, str]:
+    """The ARGs BuildKit predefines in the global scope: BUILDPLATFORM, TARGETARCH and the others."""
+    values = {}
+    for prefix, platform in (("TARGET", target), ("BUILD", build)):
+        os_name, _, rest = platform.partition("/")
+        arch, _, variant = rest.partition("/")
+        values.update({f"{prefix}PLATFORM": platform, f"{prefix}OS": os_name, f"{prefix}ARCH": arch,
+                       f"{prefix}VARIANT": variant})
+    return values
 
 
 def instructions(data: bytes, path: str) -> list[Instruction]:
@@ -147,10 +163,11 @@ def _heredoc_end(lines: list[str], endline: int, value: str, path: str, line: in
 class _Analyser:
     """Walks the instructions once, keeping the ARG scopes and the stages seen so far."""
 
-    def __init__(self, path: str, build_args: Mapping[str, str]):
+    def __init__(self, path: str, build_args: Mapping[str, str], predefined: Mapping[str, str]):
         self.path = path
         self.build_args = build_args
-        self.global_args: dict[str, str | None] = {}
+        # The platform args are in scope for FROM without a declaration, and give a stage's ARG its value.
+        self.global_args: dict[str, str | None] = dict(predefined)
         self.declared: set[str] = set()
 
     def run(self, steps: list[Instruction], target: str | None) -> Analysis:
@@ -162,6 +179,7 @@ class _Analyser:
         sources: list[list[tuple[str, str]]] = []   # (cleaned source, why it is unresolved or '')
         base_stages: list[int | None] = []
         declared: list[set[str]] = []               # the ARG names it declares
+        secrets: list[set[str]] = []                # the secrets its RUN steps mount
         stage_args: dict[str, str | None] = {}
         for step in steps:
             if step.keyword == "FROM":
@@ -172,6 +190,7 @@ class _Analyser:
                 base_stages.append(base_stage)
                 sources.append([])
                 declared.append(set())
+                secrets.append(set())
                 stage_args = {}
             elif not stages:
                 if step.keyword != "ARG":
@@ -184,7 +203,11 @@ class _Analyser:
                 used_images, used_stages = self._from_flags(step, stages, all_names, stage_args)
                 images[-1].extend(used_images)
                 uses_stages[-1].update(used_stages)
-                if step.keyword != "RUN":
+                if step.keyword == "RUN":
+                    mounts = _mounts(step.value)
+                    sources[-1].extend(self._bind_sources(step, mounts))
+                    secrets[-1].update(_secret_id(mount) for mount in mounts if mount.get("type") == "secret")
+                else:
                     sources[-1].extend(self._context_sources(step))
         if not stages:
             raise DockerfileError(self.path, None, "has no FROM instruction")
@@ -192,14 +215,16 @@ class _Analyser:
         # The classic builder runs (and pulls the bases of) every stage up to the target, but
         # only the stages the target uses can put anything from the context into the image.
         uses = tuple(use for stage in images[:target_index + 1] for use in stage)
-        taken = [source for index in _reached(target_index, uses_stages) for source in sources[index]]
+        reached = _reached(target_index, uses_stages)
+        taken = [source for index in reached for source in sources[index]]
         unresolved = next((why for _, why in taken if why), "")
         inherited, index = set(), target_index
         while index is not None:
             inherited |= declared[index]
             index = base_stages[index]
         return Analysis(tuple(stages), uses, frozenset(self.declared),
-                        tuple(sorted({source for source, why in taken if not why})), unresolved, frozenset(inherited))
+                        tuple(sorted({source for source, why in taken if not why})), unresolved, frozenset(inherited),
+                        frozenset(secret for index in reached for secret in secrets[index]))
 
     def _context_sources(self, step: Instruction) -> list[tuple[str, str]]:
         """The sources of a COPY or ADD that reads the context, cleaned as Docker cleans them."""
@@ -226,6 +251,17 @@ class _Analyser:
                 why = f"line {step.line}: {step.keyword} source {source} uses a variable"
             elif "[" in source or "\\" in source:
                 why = f"line {step.line}: {step.keyword} source {source} uses [ ] or \\ patterns"
+            found.append((posixpath.normpath("/" + source).lstrip("/"), why))
+        return found
+
+    def _bind_sources(self, step: Instruction, mounts: list[dict[str, str]]) -> list[tuple[str, str]]:
+        """What RUN --mount=type=bind (the default type) takes from the context: its source, '.' by default."""
+        found = []
+        for mount in mounts:
+            if mount.get("type", "bind") != "bind" or "from" in mount:
+                continue
+            source = mount.get("source", mount.get("src", "."))
+            why = f"line {step.line}: RUN --mount source {source} uses a variable" if "$" in source else ""
             found.append((posixpath.normpath("/" + source).lstrip("/"), why))
         return found
 
@@ -331,6 +367,22 @@ def _reached(target: int, uses_stages: list[set[int]]) -> list[int]:
             reached.add(index)
             pending.extend(uses_stages[index])
     return sorted(reached)
+
+
+def _mounts(value: str) -> list[dict[str, str]]:
+    """The options of each --mount flag of a RUN: {'type': 'bind', 'source': 'go.sum', ...}."""
+    flags, _ = _split_flags(value)
+    mounts = []
+    for flag in flags:
+        if flag.startswith("--mount="):
+            options = (option.partition("=") for option in flag[len("--mount="):].split(","))
+            mounts.append({key.strip().lower(): item.strip() for key, _, item in options})
+    return mounts
+
+
+def _secret_id(mount: dict[str, str]) -> str:
+    """A secret mount's id: given, else the target's file name, else the variable it sets."""
+    return mount.get("id") or posixpath.basename(mount.get("target", mount.get("dst", ""))) or mount.get("env", "")
 
 
 def _split_flags(value: str) -> tuple[list[str], list[str]]:

@@ -28,6 +28,8 @@ LAST_LINES = 10    # of a failed build's output, shown with its error
 # The classic builder's own lines, left out of those: the steps' output is what explains a failure.
 BUILDER_CHATTER = ("Step ", "--->", "Removing intermediate container", "Successfully")
 
+PUSHED_DIGEST = re.compile(r"\bdigest: (sha256:[0-9a-f]{64})\b")
+
 _clients: dict[tuple[int, int], docker.APIClient] = {}
 
 
@@ -91,11 +93,6 @@ def images(filters: Mapping[str, object]) -> list[dict]:
         return client().images(filters=dict(filters))
 
 
-def image_id(ref: str) -> str | None:
-    attrs = inspect(ref)
-    return attrs["Id"] if attrs else None
-
-
 def pull(ref: str, platform: str | None, timeout: float, on_progress: Callable[[int, int], None]) -> None:
     """Pull one image within timeout seconds; on_progress(bytes done, bytes known) as layers arrive."""
     repository, tag_name = parse_repository_tag(ref)
@@ -110,10 +107,19 @@ def push(ref: str, timeout: float, on_progress: Callable[[int, int], None]) -> s
     repository, tag_name = parse_repository_tag(ref)
     url = client()._url("/images/{0}/push", repository)
     messages = _stream(url, repository, {"tag": tag_name or "latest"}, timeout, "Pushing", on_progress, f"push {ref}")
-    digests = [message["aux"]["Digest"] for message in messages if "Digest" in (message.get("aux") or {})]
+    digests = [digest for message in messages if (digest := _pushed_digest(message))]
     if not digests:
         raise EngineError(f"push {ref}: the engine did not report a digest")
     return digests[-1]
+
+
+def _pushed_digest(message: dict) -> str | None:
+    """overlay2 engines report the pushed digest in an aux message; the containerd store only in a status line."""
+    aux = message.get("aux") or {}
+    if "Digest" in aux:
+        return aux["Digest"]
+    found = PUSHED_DIGEST.search(message.get("status", ""))
+    return found[1] if found else None
 
 
 def _stream(url: str, repository: str, params: dict, timeout: float, moving: str,
@@ -178,9 +184,21 @@ def remove(ref: str) -> None:
         client().remove_image(ref)
 
 
+def default_network() -> str | None:
+    """'none' on an engine without a bridge network (dockerd --bridge=none), where BuildKit's RUN needs it."""
+    if host() not in _networks:
+        with _translated_errors("list networks"):
+            found = client().networks(names=["bridge"])
+        _networks[host()] = None if any(network["Name"] == "bridge" for network in found) else "none"
+    return _networks[host()]
+
+
+_networks: dict[str, str | None] = {}
+
+
 def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], target: str | None,
-          platform: str | None, labels: Mapping[str, str], nocache: bool, output: Callable[[str], object]) -> str:
-    """Build and tag an image; return its ID. The engine tags only once the build succeeded.
+          platform: str | None, network: str | None, nocache: bool, output: Callable[[str], object]) -> None:
+    """Build and tag an image with the classic builder. The engine tags only once the build succeeded.
 
     Every line the build prints goes to output; a failure names the failing step and ends with
     the last lines of the output.
@@ -189,7 +207,7 @@ def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], t
     with _translated_errors(f"build {ref}"):
         stream = client().build(
             path=context, dockerfile=dockerfile, tag=ref, buildargs=dict(args), target=target,
-            platform=platform, labels=dict(labels), nocache=nocache, rm=True, forcerm=True, decode=True)
+            platform=platform, network_mode=network, nocache=nocache, rm=True, forcerm=True, decode=True)
         for chunk in stream:
             text = chunk.get("stream", "") + (chunk["error"].rstrip() + "\n" if "error" in chunk else "")
             output(text)
@@ -200,7 +218,3 @@ def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], t
                 where = f" at {step.split(' : ', 1)[-1]!r}" if step else ""
                 last = "".join(f"\n    | {line}" for line in tail[:-1])
                 raise EngineError(f"build failed{where}: {chunk['error'].strip()}{last}")
-    built = image_id(ref)
-    if built is None:
-        raise EngineError(f"build {ref} ended without an image: {' / '.join(tail)}")
-    return built

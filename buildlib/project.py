@@ -1,6 +1,7 @@
 """A repository's services: where they are, what each is built from, and in which order."""
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -11,6 +12,9 @@ from .settings import NAME_PATTERN, Settings
 from .templates import SUFFIX, Template
 
 MAX_REPOSITORY = 255   # characters of [registry/]name, Docker's limit
+# What BUILDPLATFORM (and TARGETPLATFORM, unless a platform is set) name: this machine's platform.
+NATIVE_PLATFORM = "linux/" + {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7"}.get(
+    platform.machine(), platform.machine())
 DIGEST_FOLDER = Path(".buildlib") / "digests"
 
 
@@ -39,7 +43,8 @@ class Service:
     context_sources: tuple[str, ...] | None = None   # what COPY and ADD take; None: the whole context
     whole_context: str = ""                          # why they cannot narrow the context, when they cannot
     digest_cache: str | None = None                  # the file that remembers its files' digests
-    secret_args: tuple[str, ...] = ()                # declared build args whose values come from the environment
+    secret_args: tuple[str, ...] = ()                # secrets it uses, whose values come from the environment
+    network: str | None = None                       # RUN steps' network; None: the builder's default
 
     @property
     def internal_images(self) -> tuple[str, ...]:
@@ -117,13 +122,9 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         data = dockerfile.read_bytes()
     except OSError as error:
         raise BuildlibError(f"{shown}: cannot read ({error.strerror})") from None
-    analysis = analyse(data, shown, build_args, own.target)
-    secrets = sorted(set(settings.secret_args + own.secret_args) & analysis.declared_args)
-    kept = next((name for name in secrets if name in analysis.inherited_args), None)
-    if kept:
-        raise BuildlibError(f"{shown}: secret build arg {kept} is declared in a stage the image is made of, and the "
-                            "classic builder writes build arg values into the image history; declare it only in "
-                            "a stage the image copies from (COPY --from)")
+    analysis = analyse(data, shown, build_args, own.target, own.platform, NATIVE_PLATFORM)
+    # A secret reaches a build as a BuildKit secret (or, with the classic builder, as a build arg).
+    secrets = sorted(set(settings.secret_args + own.secret_args) & (analysis.declared_args | analysis.secret_ids))
     refs = sorted({use.ref for use in analysis.images})
     externals: dict[str, ExternalImage] = {}
     for use in analysis.images:
@@ -138,7 +139,8 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
         templates=tuple(_template(settings, folder, path) for path in own.templates),
         context_sources=None if analysis.unresolved else analysis.context_sources,
         whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
-        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets))
+        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets),
+        network=own.network or settings.network)
 
 
 def _template(settings: Settings, folder: Path, path: str) -> Template:

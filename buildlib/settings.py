@@ -19,9 +19,11 @@ TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 NAME_PATTERN = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 REGISTRY_PATTERN = re.compile(
     r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?)(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+BUILDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NETWORKS = ("default", "none", "host")   # what `docker buildx build --network` takes
 
 # What the command line (doit variables) and the environment may override.
-OVERRIDABLE = ("tag", "registry", "force", "push", "cache")
+OVERRIDABLE = ("tag", "registry", "force", "push", "cache", "builder")
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -35,6 +37,7 @@ class ServiceSettings:
     platform: str | None = None
     templates: tuple[str, ...] = ()     # config templates (*.tpl) rendered into the folder before a build
     secret_args: tuple[str, ...] = ()   # build args whose values come from the environment and never show
+    network: str | None = None          # RUN steps' network; None: the global setting
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Settings:
     cache: bool = True             # with a registry: reuse an image pushed with the same inputs hash
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     secret_args: tuple[str, ...] = ()   # for every service
+    builder: str = ""              # the buildx builder; '' lets buildx choose (BUILDX_BUILDER, `docker buildx use`)
+    network: str | None = None     # RUN steps' network; None: BuildKit's default, or none on an engine without a bridge
 
     def image(self, service: str) -> str:
         """The full reference of a service's image: [registry/]project-service:tag."""
@@ -83,6 +88,8 @@ TOP_KEYS = {
     "pull": ("pull", dict, "a table"),
     "services": ("services", dict, "a table"),
     "secret-args": ("secret_args", list, "a list of build arg names"),
+    "builder": ("builder", str, "the name of a buildx builder"),
+    "network": ("network", str, "a network mode for RUN steps (default, none, host)"),
 }
 PULL_KEYS = {
     "attempts": ("attempts", int, "a whole number"),
@@ -99,6 +106,7 @@ SERVICE_KEYS = {
     "platform": ("platform", str, "a string"),
     "templates": ("templates", list, "a list of paths of *.tpl files"),
     "secret-args": ("secret_args", list, "a list of build arg names"),
+    "network": ("network", str, "a network mode for RUN steps (default, none, host)"),
 }
 
 
@@ -230,6 +238,12 @@ def _validate(settings: Settings) -> None:
     for mirror in (address for addresses in settings.mirrors.values() for address in addresses):
         if not REGISTRY_PATTERN.fullmatch(mirror):
             raise SettingsError(f"mirror '{mirror}': not a registry address like host[:port][/path]")
+    if settings.builder and not BUILDER_PATTERN.fullmatch(settings.builder):
+        raise SettingsError(f"builder '{settings.builder}': not a buildx builder name (letters, digits, _ . -)")
+    for where, network in [("[tool.buildlib] network", settings.network)] + [
+            (f"[tool.buildlib.services.{name}] network", service.network) for name, service in settings.services.items()]:
+        if network is not None and network not in NETWORKS:
+            raise SettingsError(f"pyproject.toml {where}: '{network}' is not one of {', '.join(NETWORKS)}")
     for name, service in settings.services.items():
         _refuse_secret_values(settings.secret_args, service.args, f"[tool.buildlib.services.{name}]")
 

@@ -19,7 +19,8 @@ CLEAR_LINE = "\r\033[K"   # back to the start of the terminal line, and erase it
 # An error whose message says one of these will not go away by asking again.
 PERMANENT = ("manifest unknown", "not found", "unauthorized", "authentication required", "denied",
              "invalid reference", "no such host", "no basic auth credentials", "does not exist",
-             "verification failed", "digest did not match")
+             "verification failed", "digest did not match",
+             "failed precondition")   # the containerd store's word for content that is not what its digest says
 
 
 def short_reason(message: str) -> str:

@@ -148,6 +148,7 @@ def repo(tmp_path: Path, client: docker.APIClient):
     for name in ("pyproject.toml", "dodo.py", ".env.example"):
         shutil.copy(ROOT / name, path / name)
     repo = Repo(path, f"t-{uuid.uuid4().hex[:10]}", client)
+    repo.env = {"MODEL_TOKEN": "sample-token"}   # model-server's secret
     yield repo
     repo.remove_images()
 
@@ -196,3 +197,22 @@ def second_engine():
     started = Engine()
     yield started
     started.stop()
+
+
+@pytest.fixture
+def without_buildx(tmp_path: Path):
+    """The environment of a machine whose docker CLI has no buildx (or, given a version line, an old one).
+
+    Its docker is the real CLI for everything else, so builds go to the real engine's classic builder.
+    """
+    def environment(version_line: str | None = None) -> dict:
+        folder = tmp_path / "without-buildx"
+        folder.mkdir(exist_ok=True)
+        answer = (f'echo "{version_line}"; exit 0' if version_line
+                  else "echo \"docker: 'buildx' is not a docker command.\" >&2; exit 1")
+        script = folder / "docker"
+        script.write_text(f'#!/bin/sh\nif [ "$1" = buildx ]; then {answer}; fi\nexec {shutil.which("docker")} "$@"\n')
+        script.chmod(0o755)
+        return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+    return environment

@@ -2,6 +2,7 @@
 another CI runner on this machine. It starts empty and is deleted with everything it held."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,8 +28,13 @@ class Engine:
         """Start dockerd on this engine's folders (again, after kill: the images it held are still there)."""
         # The exec root lives in /run, which a restart finds empty; a stale containerd.pid stalls dockerd.
         shutil.rmtree(self.folder / "exec", ignore_errors=True)
+        # The same dockerd and image store as the engine scripts/engine started.
+        config = self.folder / "daemon.json"
+        snapshotter = os.environ.get("BUILDLIB_IMAGE_STORE", "containerd") == "containerd"
+        config.write_text(json.dumps({"features": {"containerd-snapshotter": snapshotter}}))
         self.process = subprocess.Popen(
-            [shutil.which("dockerd") or "dockerd", "--data-root", str(self.folder / "data"),
+            [os.environ.get("BUILDLIB_DOCKERD") or shutil.which("dockerd") or "dockerd", "--config-file", str(config),
+             "--data-root", str(self.folder / "data"),
              "--exec-root", str(self.folder / "exec"), "--host", self.host, "--pidfile", str(self.folder / "pid"),
              "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

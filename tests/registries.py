@@ -182,6 +182,10 @@ class LyingMirror:
         import http.server
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # A TLS hello must get a status line back, so that the engine falls back to plain HTTP
+            # (the containerd store does only on "server gave HTTP response to HTTPS client").
+            default_request_version = "HTTP/1.0"
+
             def do_GET(self):
                 path = self.path.replace(lie_about, serve_instead)
                 request = urllib.request.Request(f"http://{backend}{path}", method=self.command,
@@ -197,7 +201,8 @@ class LyingMirror:
                         self.send_header(name, headers[name])
                 if path != self.path:
                     self.send_header("Docker-Content-Digest", lie_about)
-                self.send_header("Content-Length", str(len(body)))
+                # A HEAD answer has no body, but its length is what the containerd store reads as the size.
+                self.send_header("Content-Length", headers.get("Content-Length") or str(len(body)))
                 self.end_headers()
                 if self.command == "GET":
                     self.wfile.write(body)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-SERVICES = {"apphub", "backend", "frontend", "jupyterhub", "nginx", "postgres-init", "singleuser",
+SERVICES = {"apphub", "backend", "frontend", "jupyterhub", "nginx", "postgres-init", "singleuser", "model-server",
             "slurm-controller"}
 
 
@@ -116,7 +116,7 @@ def test_broken_dockerfile_fails_alone_with_file_and_line(repo):
     assert len(error) == 1 and re.search(
         r" FAILED nginx in \S+: services/nginx/Dockerfile:2: RUN before the first FROM \(only ARG may come first\)$",
         error[0])
-    assert re.search(r"FAILED postgres-init in \S+: build failed at 'RUN false': .*non-zero code: 1", run.stderr)
+    assert re.search(r"FAILED postgres-init in \S+: build failed at 'RUN false': .*exit code: 1", run.stderr)
     assert "full log: .buildlib/logs/postgres-init.log" in run.stderr
 
 

@@ -174,3 +174,38 @@ def test_inherited_args_are_those_of_the_target_and_the_stages_it_is_built_from(
             b"COPY --from=mid /a /a\nFROM final\nARG LAST\n")
     assert analyse(data, "D", {}).inherited_args == {"FINAL", "LAST"}     # mid is only copied from
     assert analyse(data, "D", {}, "mid").inherited_args == {"MID", "TOKEN"}
+
+
+def test_platform_args_are_predefined_for_from_and_for_stage_args():
+    text = ("FROM --platform=$BUILDPLATFORM golang:1.23 AS build\nARG TARGETARCH\nRUN echo $TARGETARCH\n"
+            "FROM bin-${TARGETOS}-${TARGETARCH}\nCOPY --from=build /a /a\n")
+    analysis = analyse(text.encode(), "Dockerfile", {}, platform="linux/arm64/v8", native="linux/amd64")
+    assert [(use.ref, use.platform) for use in analysis.images] == [
+        ("golang:1.23", "linux/amd64"), ("bin-linux-arm64", None)]
+    assert refs("FROM img-$TARGETARCH\n") == ["img-amd64"]   # the native platform when none is set
+
+
+def test_bind_mounts_read_the_context_like_copy():
+    text = ("FROM alpine\nRUN --mount=type=bind,source=go.sum,target=/s --mount=type=cache,target=/c "
+            "--mount=type=bind,from=alpine,source=/etc,target=/e true\nRUN --mount=target=/all true\n")
+    assert analyse(text.encode(), "D", {}).context_sources == ("", "go.sum")
+    narrow = analyse(b"FROM alpine\nRUN --mount=type=bind,src=./lib/../go.mod,dst=/m true\n", "D", {})
+    assert narrow.context_sources == ("go.mod",)
+    varied = analyse(b"FROM alpine\nARG F=x\nRUN --mount=source=$F,target=/m true\n", "D", {})
+    assert varied.unresolved == "line 3: RUN --mount source $F uses a variable"
+
+
+def test_bind_mounts_of_stages_nothing_reaches_do_not_count():
+    text = "FROM alpine AS tools\nRUN --mount=source=tools.txt,target=/t true\nFROM alpine\nCOPY app /app\n"
+    assert analyse(text.encode(), "D", {}).context_sources == ("app",)
+
+
+def test_secret_mounts_are_found_by_id_target_or_env():
+    text = ("FROM alpine\nRUN --mount=type=secret,id=NPM_TOKEN true\n"
+            "RUN --mount=type=secret,target=/run/secrets/pip_conf --mount=type=secret,env=AWS_KEY true\n")
+    assert analyse(text.encode(), "D", {}).secret_ids == {"NPM_TOKEN", "pip_conf", "AWS_KEY"}
+
+
+def test_copy_flags_of_buildkit_leave_the_sources():
+    text = "FROM alpine\nCOPY --link --chmod=755 --chown=1:1 --exclude=*.md --parents a/b c /d/\nADD --checksum=sha256:0 x /x\n"
+    assert analyse(text.encode(), "D", {}).context_sources == ("a/b", "c", "x")

@@ -27,7 +27,7 @@ def project_of(root: Path, **variables):
 def test_sample_platform(sample):
     project = project_of(sample)
     assert project.broken == {}
-    assert len(project.names) == 8
+    assert len(project.names) == 9
     assert project.services["singleuser"].base_services == ("jupyterhub",)
     assert project.services["singleuser"].base_images == ("ai-infra-jupyterhub:v0.1.0",)
     assert project.services["jupyterhub"].base_images == ("python:3.12-alpine",)    # the settings' override

@@ -1,5 +1,6 @@
-"""Secret build args: their values reach the build and nothing else (labels, history, logs,
-status, errors, state), and a Dockerfile that would bake one into the image's history is refused."""
+"""Secret build args: BuildKit secrets whose values reach the build and nothing else (labels,
+history, logs, status, errors, state); with the classic builder, build args that a Dockerfile may
+not declare in a stage the image is made of."""
 from __future__ import annotations
 
 import json
@@ -10,16 +11,18 @@ from buildlib.errors import SettingsError
 from buildlib.settings import load_settings
 
 MIRRORS = 'mirrors = ["127.0.0.1:5000"]\nsecret-args = ["NPM_TOKEN"]\n'
-# The token is used in a stage the image only copies from: its history never holds the value.
-USES_IT = """FROM busybox:1.36 AS fetch
-ARG NPM_TOKEN
-RUN echo "fetching with $NPM_TOKEN" && echo "$NPM_TOKEN" | wc -c > /length  # {uid}
-FROM busybox:1.36
-COPY --from=fetch /length /length
+# A BuildKit secret is a file for one RUN step: in the image's own stage, and still in no layer.
+USES_IT = """FROM busybox:1.36
+RUN --mount=type=secret,id=NPM_TOKEN echo "fetching with $(cat /run/secrets/NPM_TOKEN)" \\
+    && wc -c < /run/secrets/NPM_TOKEN > /length  # {uid}
 """
-FAILS_WITH_IT = """FROM busybox:1.36 AS fetch
+FAILS_WITH_IT = """FROM busybox:1.36
+RUN --mount=type=secret,id=NPM_TOKEN echo "denied for $(cat /run/secrets/NPM_TOKEN)" && false  # {uid}
+"""
+# The classic builder's way: a build arg, used in a stage the image only copies from.
+CLASSIC_USES_IT = """FROM busybox:1.36 AS fetch
 ARG NPM_TOKEN
-RUN echo "denied for $NPM_TOKEN" && false  # {uid}
+RUN echo "fetching with $NPM_TOKEN" && echo -n "$NPM_TOKEN" | wc -c > /length  # {uid}
 FROM busybox:1.36
 COPY --from=fetch /length /length
 """
@@ -31,22 +34,25 @@ def everything_written(repo) -> str:
     return "\n".join(path.read_bytes().decode(errors="replace") for path in repo.path.rglob("*") if path.is_file())
 
 
+def built_length(client, image: str) -> bytes:
+    """What the image's /length file says: how long the secret was when the build read it."""
+    holder = client.create_container(image, ["true"])
+    try:
+        stream, _ = client.get_archive(holder, "/length")
+        return b"".join(stream)
+    finally:
+        client.remove_container(holder)
+
+
 def test_a_secret_reaches_the_build_and_shows_nowhere(make_repo, uid, client):
-    repo = make_repo({"app": USES_IT.format(uid=uid), "broken": FAILS_WITH_IT.format(uid=uid),
-                      "leaky": BAKES_IT.format(uid=uid)}, MIRRORS)
+    repo = make_repo({"app": USES_IT.format(uid=uid), "broken": FAILS_WITH_IT.format(uid=uid)}, MIRRORS)
     secret = f"s3cr3t-{uid}"
     repo.env = {"NPM_TOKEN": secret}
     run = repo.doit("build_all")
-    assert run.results() == {"app": "built", "broken": "failed", "leaky": "failed"}, run.stderr
+    assert run.results() == {"app": "built", "broken": "failed"}, run.stderr
     assert "denied for ***" in run.stderr
-    assert "secret build arg NPM_TOKEN is declared in a stage the image is made of" in run.stderr
     image = repo.image("app")
-    length = client.create_container(image, ["true"])
-    try:
-        stream, _ = client.get_archive(length, "/length")
-        assert str(len(secret) + 1).encode() in b"".join(stream)   # the build had the value
-    finally:
-        client.remove_container(length)
+    assert str(len(secret)).encode() in built_length(client, image)   # the build had the value
     shown = [run.stderr, run.stdout, json.dumps(client.inspect_image(image)), json.dumps(client.history(image)),
              repo.doit("status").stdout, json.dumps(repo.status()), repo.doit("explain:app").stdout,
              repo.doit("history").stdout, everything_written(repo)]
@@ -58,6 +64,20 @@ def test_a_secret_reaches_the_build_and_shows_nowhere(make_repo, uid, client):
     repo.edit("services/app/Dockerfile", "\n")
     unset = repo.doit("build:app")
     assert unset.results() == {"app": "failed"} and "secret build arg NPM_TOKEN is not set" in unset.stderr
+
+
+def test_the_classic_builder_gets_secrets_as_build_args_only_where_the_image_does_not_keep_them(
+        make_repo, uid, client, without_buildx):
+    repo = make_repo({"app": CLASSIC_USES_IT.format(uid=uid), "leaky": BAKES_IT.format(uid=uid)}, MIRRORS)
+    secret = f"s3cr3t-{uid}"
+    repo.env = {"NPM_TOKEN": secret, **without_buildx()}
+    run = repo.doit("build_all")
+    assert run.results() == {"app": "built", "leaky": "failed"}, run.stderr
+    assert "secret build arg NPM_TOKEN is declared in a stage the image is made of" in run.stderr
+    assert str(len(secret)).encode() in built_length(client, repo.image("app"))
+    image = repo.image("app")
+    assert secret not in json.dumps(client.history(image)) + json.dumps(client.inspect_image(image)) + run.stderr
+    assert "fetching with ***" in (repo.path / ".buildlib/logs/app.log").read_text()
 
 
 def test_a_secret_value_in_the_settings_file_is_refused(tmp_path):
