@@ -28,6 +28,9 @@ LAST_LINES = 10    # of a failed build's output, shown with its error
 # The classic builder's own lines, left out of those: the steps' output is what explains a failure.
 BUILDER_CHATTER = ("Step ", "--->", "Removing intermediate container", "Successfully")
 
+VANISHED_CONTENT = re.compile(r"content digest sha256:[0-9a-f]+: not found")
+LIST_ATTEMPTS = 4
+
 PUSHED_DIGEST = re.compile(r"\bdigest: (sha256:[0-9a-f]{64})\b")
 
 _clients: dict[tuple[int, int], docker.APIClient] = {}
@@ -88,7 +91,23 @@ def inspect(ref: str) -> dict | None:
 
 
 def images(filters: Mapping[str, object]) -> list[dict]:
-    """The engine's summary of every tagged image that passes the filters, in one call."""
+    """The engine's summary of every tagged image that passes the filters, in one call.
+
+    On the containerd store a listing that meets an image being removed at that moment (by
+    another build, `docker rmi`, a prune) fails with "content digest ...: not found" (moby
+    #46077, nerdctl #3513); the next listing no longer sees that image, so it is asked again.
+    """
+    for attempt in range(1, LIST_ATTEMPTS):
+        try:
+            return _listed(filters)
+        except EngineError as error:
+            if not VANISHED_CONTENT.search(str(error)):
+                raise
+            time.sleep(0.2 * attempt)
+    return _listed(filters)
+
+
+def _listed(filters: Mapping[str, object]) -> list[dict]:
     with _translated_errors("list images"):
         return client().images(filters=dict(filters))
 

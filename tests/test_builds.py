@@ -112,7 +112,7 @@ def test_broken_dockerfile_fails_alone_with_file_and_line(repo):
     results = run.results()
     assert results["nginx"] == "failed" and results["postgres-init"] == "failed"
     assert results["singleuser"] == "built" and run.built() == SERVICES - {"nginx", "postgres-init"}, run.stderr
-    error = [line for line in run.stderr.splitlines() if re.match(r"\[\d+/8\] FAILED nginx", line)]
+    error = [line for line in run.stderr.splitlines() if re.match(rf"\[\d+/{len(SERVICES)}\] FAILED nginx", line)]
     assert len(error) == 1 and re.search(
         r" FAILED nginx in \S+: services/nginx/Dockerfile:2: RUN before the first FROM \(only ARG may come first\)$",
         error[0])
