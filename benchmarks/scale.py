@@ -1,25 +1,28 @@
-"""Benchmark: buildlib against docker-compose and a build.sh loop on synthetic monorepos.
+"""Benchmark: buildlib against `docker buildx bake`, `docker compose build` and a build.sh loop.
 
     DOCKER_HOST=... python benchmarks/scale.py [--services 300] [--files 200] [--rounds 3]
+        [--tools "buildlib,docker buildx bake"] [--scenarios "cold,no-op"] [--sizes 10,30]
 
 Generates one monorepo per tool (N services of M files; every --chain-th service starts a chain
 of services built FROM the one before; a tenth of each service's files are docs no COPY takes;
-each has a .dockerignore).
-The repositories differ only in a salt line in every file, so the engine's layer cache never
-serves one tool with another's layers. On the engine DOCKER_HOST names, it runs, side by side:
+each has a .dockerignore). bake and compose read a compose file whose chained services name the
+one before as a build context (`additional_contexts: base: service:...`), their way of ordering
+a chain in one run. The repositories differ only in a salt line in every file, so the builder's
+cache never serves one tool with another's layers. On the engine DOCKER_HOST names, side by side:
 
   cold      every image of the tool removed first (buildlib: its .doit.db and caches too)
   no-op     nothing changed since the last run
   one file  one file of one service (at the end of a chain) changed
   chain     one file of a chain's first service changed: the chain rebuilds
-  force     buildlib force=1, docker-compose build --no-cache, build.sh --no-cache
+  force     buildlib force=1, the others --no-cache
 
-for buildlib serial and with -n 4, `docker-compose build` and build.sh (`docker build` per
-service in order, classic builder). Each cell: the median wall time over the rounds, the images
-whose ID changed, the Docker API requests (counted by a proxy on the engine's socket) and the
-peak memory of the largest process. Then the no-op time against N for each tool, as a table and
-a plot (benchmarks/results/noop.png). Needs docker-compose (apt-get install docker-compose),
-the docker CLI and matplotlib; base images come from the loopback mirror 127.0.0.1:5000.
+for buildlib (BuildKit) serial and with -n 4, buildlib -n 4 on the classic builder (a docker CLI
+without buildx), bake, compose and build.sh (`docker build` per service in order). Each cell:
+the median wall time over the rounds, the images whose ID changed, the Docker API requests
+(counted by a proxy on the engine's socket; BuildKit's session is one of them) and the peak
+memory of the largest process. Then the no-op time against N for each tool, as a table and a plot
+(benchmarks/results/noop.png). Needs the docker CLI with buildx and compose (scripts/engine up
+installs them) and matplotlib; base images come from the loopback mirror 127.0.0.1:5000.
 """
 from __future__ import annotations
 
@@ -40,12 +43,15 @@ from tabulate import tabulate
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+import shims  # noqa: E402
 from engine_calls import EngineCalls  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = "busybox:1.36"
 MIRROR_BASE = f"127.0.0.1:5000/library/{BASE}"
 SCENARIOS = ("cold", "no-op", "one file", "chain", "force")
+TOOLS = ("buildlib", "buildlib -n 4", "buildlib -n 4 (classic builder)", "docker buildx bake", "docker compose build",
+         "build.sh (docker build loop)")
 
 
 @dataclass(frozen=True)
@@ -78,20 +84,27 @@ class Tool:
     command: list[str]
     force: list[str]
     environment: dict = field(default_factory=dict)
+    named_base: bool = False           # chained services are FROM a named context (see generate)
 
     def image(self, shape: Shape, index: int) -> str:
         return f"{self.prefix}-{shape.name(index)}:latest"
 
 
-def generate(folder: Path, salt: str, prefix: str, shape: Shape) -> None:
-    """The services, with files whose bytes are the same for every tool but the salt line."""
+def generate(folder: Path, salt: str, prefix: str, shape: Shape, named_base: bool = False) -> None:
+    """The services, with files whose bytes are the same for every tool but the salt line.
+
+    A chained service is FROM the image before it; with named_base, FROM `base`, a build context
+    the compose file names (`additional_contexts: base: service:...`), as bake and compose need
+    to build a chain in one run.
+    """
     randomness = random.Random(7)
     for index in range(shape.services):
         service = folder / "services" / shape.name(index)
         base = BASE if shape.base_of(index) is None else f"{prefix}-{shape.name(shape.base_of(index))}:latest"
         (service / "src").mkdir(parents=True)
         (service / "docs").mkdir()
-        (service / "Dockerfile").write_text(f"FROM {base}\nCOPY src/ /app/{shape.name(index)}/\n")
+        from_line = "base" if named_base and shape.base_of(index) is not None else base
+        (service / "Dockerfile").write_text(f"FROM {from_line}\nCOPY src/ /app/{shape.name(index)}/\n")
         (service / ".dockerignore").write_text("*.log\n.git\n")
         for number in range(shape.files):
             where = "docs" if number % 10 == 9 else "src"
@@ -99,36 +112,48 @@ def generate(folder: Path, salt: str, prefix: str, shape: Shape) -> None:
             (service / where / f"f{number:03d}.txt").write_text(f"{salt}\n{body}\n")
 
 
-def make_tools(work: Path, shape: Shape) -> list[Tool]:
-    tools = []
-    buildlib = work / "buildlib"
-    generate(buildlib, "buildlib", "benchbl", shape)
-    (buildlib / "pyproject.toml").write_text(
-        '[tool.buildlib]\nproject = "benchbl"\ntag = "latest"\nmirrors = ["127.0.0.1:5000"]\n')
-    shutil.copy(ROOT / "dodo.py", buildlib / "dodo.py")
-    doit = [sys.executable, "-m", "doit"]
-    tools.append(Tool("buildlib", buildlib, "benchbl", doit + ["build_all"], ["force=1"]))
-    tools.append(Tool("buildlib -n 4", buildlib, "benchbl", doit + ["-n", "4", "build_all"], ["force=1"]))
-
-    compose = work / "compose"
-    generate(compose, "compose", "benchdc", shape)
-    lines = ["version: '2.4'", "services:"]
+def compose_file(folder: Path, prefix: str, shape: Shape) -> None:
+    lines = ["services:"]
     for index in range(shape.services):
         name = shape.name(index)
-        lines += [f"  {name}:", f"    build: ./services/{name}", f"    image: benchdc-{name}:latest"]
+        lines += [f"  {name}:", f"    image: {prefix}-{name}:latest", "    build:", f"      context: ./services/{name}"]
         if shape.base_of(index) is not None:
-            lines += ["    depends_on:", f"      - {shape.name(shape.base_of(index))}"]
-    (compose / "docker-compose.yml").write_text("\n".join(lines) + "\n")
-    tools.append(Tool("docker-compose build", compose, "benchdc", ["docker-compose", "build", "-q"], ["--no-cache"]))
+            lines += ["      additional_contexts:", f"        base: service:{shape.name(shape.base_of(index))}"]
+    (folder / "compose.yaml").write_text("\n".join(lines) + "\n")
+
+
+def make_tools(work: Path, shape: Shape, wanted: set[str] | None = None) -> list[Tool]:
+    """The tools to compare, each on a monorepo of its own; wanted (names) picks some."""
+    tools = []
+    doit = [sys.executable, "-m", "doit"]
+    buildlib = work / "buildlib"
+    classic = work / "classic"
+    for folder, prefix in ((buildlib, "benchbl"), (classic, "benchcl")):
+        generate(folder, folder.name, prefix, shape)
+        (folder / "pyproject.toml").write_text(
+            f'[tool.buildlib]\nproject = "{prefix}"\ntag = "latest"\nmirrors = ["127.0.0.1:5000"]\n')
+        shutil.copy(ROOT / "dodo.py", folder / "dodo.py")
+    tools.append(Tool("buildlib", buildlib, "benchbl", doit + ["build_all"], ["force=1"]))
+    tools.append(Tool("buildlib -n 4", buildlib, "benchbl", doit + ["-n", "4", "build_all"], ["force=1"]))
+    tools.append(Tool("buildlib -n 4 (classic builder)", classic, "benchcl", doit + ["-n", "4", "build_all"], ["force=1"],
+                      shims.without_buildx(work / "without-buildx")))
+
+    for name, prefix, command, force in (
+            ("docker buildx bake", "benchbk", ["docker", "buildx", "bake", "--progress=quiet", "--load"],
+             ["--no-cache"]),
+            ("docker compose build", "benchdc", ["docker", "compose", "build", "-q"], ["--no-cache"])):
+        folder = work / prefix
+        generate(folder, prefix, prefix, shape, named_base=True)
+        compose_file(folder, prefix, shape)
+        tools.append(Tool(name, folder, prefix, command, force, named_base=True))
 
     loop = work / "loop"
     generate(loop, "loop", "benchsh", shape)
     steps = [f'docker build -q "$@" -t benchsh-{shape.name(i)}:latest services/{shape.name(i)} >/dev/null || exit 1'
              for i in range(shape.services)]
     (loop / "build.sh").write_text("#!/bin/sh\n" + "\n".join(steps) + "\n")
-    tools.append(Tool("build.sh (docker build loop)", loop, "benchsh", ["sh", "build.sh"], ["--no-cache"],
-                      {"DOCKER_BUILDKIT": "0"}))
-    return tools
+    tools.append(Tool("build.sh (docker build loop)", loop, "benchsh", ["sh", "build.sh"], ["--no-cache"]))
+    return [tool for tool in tools if not wanted or tool.name in wanted]
 
 
 @dataclass
@@ -215,13 +240,14 @@ def stat_walk(calls: EngineCalls, folder: Path, rounds: int) -> Measure:
     return Measure(statistics.median(t for t, _ in times), 0, calls.total(), max(p for _, p in times))
 
 
-def noop_curve(client, calls: EngineCalls, sizes: list[int], shape: Shape, rounds: int) -> dict[str, dict[int, float]]:
+def noop_curve(client, calls: EngineCalls, sizes: list[int], shape: Shape, rounds: int,
+               wanted: set[str]) -> dict[str, dict[int, float]]:
     """No-op seconds against the number of services, for each tool and for the stat walk."""
     curve: dict[str, dict[int, float]] = {}
     for size in sizes:
         smaller = Shape(size, shape.files, shape.file_bytes, shape.chain)
         with tempfile.TemporaryDirectory(prefix="buildlib-scale-") as work:
-            tools = [tool for tool in make_tools(Path(work), smaller) if tool.name != "buildlib -n 4"]
+            tools = [tool for tool in make_tools(Path(work), smaller, wanted) if tool.name != "buildlib -n 4"]
             for tool in tools:
                 print(f"  N={size}: {tool.name}", file=sys.stderr, flush=True)
                 remove_images(client, tool)
@@ -258,10 +284,18 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=3, help="services per chain (1: no chains)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per cheap scenario (median)")
     parser.add_argument("--heavy-rounds", type=int, default=1, help="runs of cold and force")
-    parser.add_argument("--sizes", default="10,30,100", help="more service counts for the no-op curve")
+    parser.add_argument("--sizes", default="10,30,100", help="more service counts for the no-op curve ('': none)")
+    parser.add_argument("--tools", default="", help=f"comma-separated, of: {', '.join(TOOLS)} (default: all)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
     options = parser.parse_args()
-    if not shutil.which("docker-compose") or not shutil.which("docker"):
-        sys.exit("needs the docker CLI and docker-compose: apt-get install docker.io docker-compose")
+    wanted = {name.strip() for name in options.tools.split(",") if name.strip()}
+    scenarios = [name.strip() for name in options.scenarios.split(",") if name.strip()]
+    unknown = sorted(wanted - set(TOOLS)) + [name for name in scenarios if name not in SCENARIOS]
+    if unknown:
+        sys.exit(f"unknown tool or scenario: {', '.join(unknown)} (tools: {', '.join(TOOLS)}; "
+                 f"scenarios: {', '.join(SCENARIOS)})")
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        sys.exit("needs the docker CLI with the buildx and compose plugins (scripts/engine up installs them)")
     shape = Shape(options.services, options.files, options.file_bytes, max(1, options.chain))
     client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     client.pull(MIRROR_BASE)
@@ -269,18 +303,20 @@ def main() -> None:
     calls = EngineCalls(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="buildlib-scale-") as work:
-        tools = make_tools(Path(work), shape)
+        tools = make_tools(Path(work), shape, wanted)
         for tool in tools:
-            for scenario in SCENARIOS:
+            for scenario in scenarios:
                 print(f"{tool.name}: {scenario}", file=sys.stderr, flush=True)
                 heavy = scenario in ("cold", "force")
                 result = measure(client, calls, tool, shape, scenario, options.heavy_rounds if heavy else options.rounds)
                 rows.append([scenario, tool.name, result])
-        rows.append(["one file", "docker build of that service alone", single_build(calls, tools[-1], shape, options.rounds)])
+        plain = next((tool for tool in tools if not tool.named_base), None)
+        if "one file" in scenarios and plain:
+            rows.append(["one file", "docker build of that service alone",
+                         single_build(calls, plain, shape, options.rounds)])
         rows.append(["no-op", "stat walk + 1 listing (floor)", stat_walk(calls, tools[0].folder, options.rounds)])
-        for tool in tools[1:]:
+        for tool in tools:
             remove_images(client, tool)
-        remove_images(client, tools[0])
     rows.sort(key=lambda row: SCENARIOS.index(row[0]))
     table = tabulate([[scenario, tool, f"{m.seconds:.2f}", m.rebuilt, m.calls, f"{m.peak_mb:.0f}"]
                       for scenario, tool, m in rows],
@@ -290,7 +326,8 @@ def main() -> None:
     print(heading)
     print(table)
     sizes = sorted({int(size) for size in options.sizes.split(",") if size} | {shape.services})
-    curve = noop_curve(client, calls, [size for size in sizes if size != shape.services], shape, options.rounds)
+    curve = noop_curve(client, calls, [size for size in sizes if size != shape.services], shape, options.rounds,
+                       wanted)
     for scenario, tool, m in rows:
         if scenario == "no-op":
             key = "stat walk + 1 listing" if tool.startswith("stat walk") else tool

@@ -185,13 +185,13 @@ def changes(previous: Mapping, current: Inputs, listed: int | None = MAX_LISTED)
     """What differs between the inputs of the last build (a record) and now, for a person.
 
     Files are named up to `listed` per kind (changed, added, removed); None names every one.
-    When a different set of files counts (the whole context or what COPY/ADD take, or a record
+    When a different set of files counts (the whole context or what COPY/ADD and bind mounts take, or a record
     from before buildlib narrowed it), that is the reason, not a list of files "removed".
     """
     reasons = []
     old_files, new_files = previous.get("files", {}), current.files
     if previous.get("scope") != current.scope:
-        reasons.append(f"files counted differently: {current.scope or 'only those COPY/ADD take'}")
+        reasons.append(f"files counted differently: {current.scope or 'only those COPY/ADD and bind mounts take'}")
     else:
         changed = sorted(path for path in new_files if path in old_files and old_files[path] != new_files[path])
         added = sorted(set(new_files) - set(old_files))

@@ -245,6 +245,8 @@ class _Analyser:
             if source.startswith("<<"):
                 continue   # a heredoc: the text is in the Dockerfile
             why = ""
+            if REMOTE_SOURCE.match(source) and "--checksum=" in flags.group():
+                continue   # pinned: the Dockerfile's own text says what it is
             if REMOTE_SOURCE.match(source):
                 why = f"line {step.line}: {step.keyword} source {source} is remote"
             elif "$" in source:

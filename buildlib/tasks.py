@@ -44,7 +44,7 @@ DOIT_CONFIG = {
     "reporter": BuildReporter,
     "default_tasks": ["build_all"],
 }
-COPIED_FILES = "files COPY/ADD take"
+COPIED_FILES = "files COPY/ADD and bind mounts take"
 NO_REGISTRY = ("no registry to push to: set registry in [tool.buildlib], BUILDLIB_REGISTRY "
                "or registry=host[:port][/path] on the command line")
 

@@ -5,6 +5,7 @@ and share its layer cache; its images are removed afterwards.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ settings.register_profile("reproducible", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("reproducible")
 
+import shims
 from engines import Engine
 from registries import Registry
 
@@ -205,14 +207,4 @@ def without_buildx(tmp_path: Path):
 
     Its docker is the real CLI for everything else, so builds go to the real engine's classic builder.
     """
-    def environment(version_line: str | None = None) -> dict:
-        folder = tmp_path / "without-buildx"
-        folder.mkdir(exist_ok=True)
-        answer = (f'echo "{version_line}"; exit 0' if version_line
-                  else "echo \"docker: 'buildx' is not a docker command.\" >&2; exit 1")
-        script = folder / "docker"
-        script.write_text(f'#!/bin/sh\nif [ "$1" = buildx ]; then {answer}; fi\nexec {shutil.which("docker")} "$@"\n')
-        script.chmod(0o755)
-        return {"PATH": f"{folder}:{os.environ['PATH']}"}
-
-    return environment
+    return functools.partial(shims.without_buildx, tmp_path / "without-buildx")

@@ -2,6 +2,8 @@
 no buildx answers, with one warning line; every builder failure is one line."""
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 MIRRORS = 'mirrors = ["127.0.0.1:5000"]\n'
@@ -47,6 +49,21 @@ def test_a_builder_that_is_named_but_cannot_be_had_fails_each_build_in_one_line(
     assert unavailable.results() == {"plain": "failed"}, unavailable.stderr
     assert "builder remote is set, but docker buildx is not installed" in unavailable.stderr
     assert "Traceback" not in missing.stderr + unavailable.stderr
+
+
+def test_a_builder_that_does_not_answer_fails_every_build_in_one_line_and_is_waited_for_once(make_repo, uid,
+                                                                                             tmp_path):
+    repo = make_repo({"one": PLAIN.format(uid=uid), "two": PLAIN.format(uid=uid + "2")}, MIRRORS)
+    repo.env = {"BUILDX_CONFIG": str(tmp_path / "buildx")}   # buildx's own state, for this test alone
+    subprocess.run(["docker", "buildx", "create", "--name", f"far{uid}", "--driver", "remote", "tcp://127.0.0.1:9"],
+                   env=repo.environment(), check=True, capture_output=True)
+    run = repo.doit("build_all", f"builder=far{uid}")
+    assert run.results() == {"one": "failed", "two": "failed"}, run.stderr
+    said = [line for line in run.stderr.splitlines() if " FAILED " in line]
+    assert len(said) == 2 and all(f"builder far{uid} cannot be reached: " in line for line in said), run.stderr
+    logs = [(repo.path / f".buildlib/logs/{name}.log").read_text() for name in ("one", "two")]
+    assert sum("waiting for connection" in log for log in logs) == 1, logs
+    assert "Traceback" not in run.stderr
 
 
 def test_a_failing_step_is_one_line_with_its_last_output(make_repo, uid):

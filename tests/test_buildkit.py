@@ -45,6 +45,12 @@ def test_a_frontend_that_cannot_be_had_says_so_in_one_line():
     assert "\n" not in said
 
 
+def test_a_remote_builder_that_does_not_answer_is_named():
+    lines = ['#0 building with "far" instance using remote driver', "#1 [internal] waiting for connection",
+             "#1 ERROR: context deadline exceeded", "ERROR: failed to build: context deadline exceeded"]
+    assert failure(lines, "D") == "builder far cannot be reached: context deadline exceeded"
+
+
 def test_buildx_versions():
     assert version_of("github.com/docker/buildx 0.29.1+ds1 0.29.1+ds1-4") == (0, 29)
     assert version_of("github.com/docker/buildx v0.9.1 ed00243") == (0, 9)

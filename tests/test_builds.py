@@ -37,7 +37,7 @@ def test_without_state_the_reason_is_inputs_changed(repo):
     repo.edit("services/backend/src/main.go", "// more\n")
     assert repo.status()["backend"] == {
         "service": "backend", "status": "STALE", "image": repo.image("backend"), "reason": "inputs changed",
-        "inputs": "files COPY/ADD take",
+        "inputs": "files COPY/ADD and bind mounts take",
         "registry": None, "registry_reason": None}
 
 

@@ -64,9 +64,9 @@ def test_a_record_that_counted_other_files_says_so_instead_of_listing_them(tmp_p
     make_tree(tmp_path, {"Dockerfile": "FROM a", "src/a": "1", "docs/b": "2"})
     whole = inputs(tmp_path, scope="whole context: line 2: COPY source $DIR uses a variable").as_record()
     narrowed = inputs(tmp_path, files={"src/a": "file 644 x"})
-    assert changes(whole, narrowed) == ["files counted differently: only those COPY/ADD take"]
+    assert changes(whole, narrowed) == ["files counted differently: only those COPY/ADD and bind mounts take"]
     before_scopes = {key: value for key, value in whole.items() if key != "scope"}   # an earlier buildlib's record
-    assert changes(before_scopes, narrowed) == ["files counted differently: only those COPY/ADD take"]
+    assert changes(before_scopes, narrowed) == ["files counted differently: only those COPY/ADD and bind mounts take"]
     assert changes(narrowed.as_record(), inputs(tmp_path, scope=whole["scope"])) == [
         "files counted differently: whole context: line 2: COPY source $DIR uses a variable"]
 

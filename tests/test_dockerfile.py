@@ -149,6 +149,9 @@ def test_sources_that_cannot_be_known_before_the_build_are_said():
     assert sources("FROM alpine\nARG D=src\nCOPY $D /app\n")[1] == "line 3: COPY source $D uses a variable"
     assert sources("FROM alpine\nADD https://example.invalid/a.tgz /a\n")[1] == \
         "line 2: ADD source https://example.invalid/a.tgz is remote"
+    # a checksum pins it: nothing from the context, nothing unknown
+    assert sources(f"FROM alpine\nADD --checksum=sha256:{'0' * 64} https://example.invalid/a.tgz /a\nCOPY b /b\n") \
+        == (("b",), "")
     assert "uses [ ] or \\ patterns" in sources("FROM alpine\nCOPY [ab].txt /\n")[1]
     # a stage the target does not use is not a reason
     assert sources("FROM alpine AS x\nCOPY $D /\nFROM alpine\nCOPY a /a\n") == (("a",), "")

@@ -2,19 +2,18 @@
 once, a damaged or unwritable state file. Each loop must never skip what it should build."""
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
 import signal
 import sqlite3
 import subprocess
-import tarfile
 import time
 
 import pytest
 
 from buildlib.interrupt import MESSAGE
+from images import file_in_image
 
 MIRRORS = 'mirrors = ["127.0.0.1:5000"]\n'
 SERVICES = ("a", "b", "c")
@@ -40,14 +39,26 @@ def finished(stderr: str) -> set[str]:
     return set(re.findall(FINISHED, stderr, re.MULTILINE))
 
 
-def build_containers(client, uid: str) -> list[str]:
-    """Containers of this test's RUN steps still in the engine (the classic builder's, named by their command)."""
-    return [container["Id"] for container in client.containers(all=True) if uid in container.get("Command", "")]
+def build_processes(uid: str) -> list[str]:
+    """Processes still at this test's builds: the `docker buildx build` children (their --tag names the
+    test) and the shells of RUN steps (their command does), wherever the builder runs them."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name == str(os.getpid()):
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                words = cmdline.read().decode(errors="replace").split("\0")
+        except (FileNotFoundError, NotADirectoryError, ProcessLookupError, PermissionError):
+            continue
+        if any(uid in word for word in words):
+            found.append(" ".join(words).strip())
+    return found
 
 
-def wait_until_gone(client, uid: str, seconds: float = 20) -> list[str]:
+def wait_until_gone(uid: str, seconds: float = 20) -> list[str]:
     deadline = time.monotonic() + seconds
-    while (left := build_containers(client, uid)) and time.monotonic() < deadline:
+    while (left := build_processes(uid)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -67,16 +78,6 @@ def assert_only_unfinished_builds_are_redone(repo, client, done: set[str], run) 
         assert file_in_image(client, repo.image(name), "/round") == (repo.path / "services" / name / "round.txt").read_bytes()
     after = repo.doit("build_all")
     assert after.results() == {name: "up to date" if name in current else "built" for name in SERVICES}, after.stderr
-
-
-def file_in_image(client, image: str, path: str) -> bytes:
-    container = client.create_container(image, ["true"])
-    try:
-        stream, _ = client.get_archive(container, path)
-        archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
-        return archive.extractfile(os.path.basename(path)).read()
-    finally:
-        client.remove_container(container)
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_builds_only_the_res
         assert "Traceback" not in run.stderr and run.stderr.strip().splitlines()[-1] == MESSAGE, run.stderr
         done = finished(run.stderr)
         assert done and done != set(SERVICES), run.stderr
-        assert wait_until_gone(client, uid) == []
+        assert wait_until_gone(uid) == []
         assert client.inspect_container(bystander)["State"]["Running"]
         assert_only_unfinished_builds_are_redone(repo, client, done, run)
 

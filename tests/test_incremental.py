@@ -28,7 +28,7 @@ def test_a_file_no_copy_takes_changes_nothing_and_a_copied_one_rebuilds(make_rep
     write(repo, {"services/app/tests/test_new.txt": "another\n"})
     run = repo.doit("build_all")
     assert run.results() == {"app": "up to date"}, run.stderr
-    assert repo.status()["app"]["inputs"] == "files COPY/ADD take"
+    assert repo.status()["app"]["inputs"] == "files COPY/ADD and bind mounts take"
     repo.edit("services/app/src/main.txt", "v2\n")
     assert repo.status()["app"]["reason"] == "src/main.txt changed"
     assert repo.doit("build_all").results() == {"app": "built"}

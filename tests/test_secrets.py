@@ -9,6 +9,7 @@ import pytest
 
 from buildlib.errors import SettingsError
 from buildlib.settings import load_settings
+from images import file_in_image
 
 MIRRORS = 'mirrors = ["127.0.0.1:5000"]\nsecret-args = ["NPM_TOKEN"]\n'
 # A BuildKit secret is a file for one RUN step: in the image's own stage, and still in no layer.
@@ -34,16 +35,6 @@ def everything_written(repo) -> str:
     return "\n".join(path.read_bytes().decode(errors="replace") for path in repo.path.rglob("*") if path.is_file())
 
 
-def built_length(client, image: str) -> bytes:
-    """What the image's /length file says: how long the secret was when the build read it."""
-    holder = client.create_container(image, ["true"])
-    try:
-        stream, _ = client.get_archive(holder, "/length")
-        return b"".join(stream)
-    finally:
-        client.remove_container(holder)
-
-
 def test_a_secret_reaches_the_build_and_shows_nowhere(make_repo, uid, client):
     repo = make_repo({"app": USES_IT.format(uid=uid), "broken": FAILS_WITH_IT.format(uid=uid)}, MIRRORS)
     secret = f"s3cr3t-{uid}"
@@ -52,7 +43,7 @@ def test_a_secret_reaches_the_build_and_shows_nowhere(make_repo, uid, client):
     assert run.results() == {"app": "built", "broken": "failed"}, run.stderr
     assert "denied for ***" in run.stderr
     image = repo.image("app")
-    assert str(len(secret)).encode() in built_length(client, image)   # the build had the value
+    assert str(len(secret)).encode() in file_in_image(client, image, "/length")   # the build had the value
     shown = [run.stderr, run.stdout, json.dumps(client.inspect_image(image)), json.dumps(client.history(image)),
              repo.doit("status").stdout, json.dumps(repo.status()), repo.doit("explain:app").stdout,
              repo.doit("history").stdout, everything_written(repo)]
@@ -74,7 +65,7 @@ def test_the_classic_builder_gets_secrets_as_build_args_only_where_the_image_doe
     run = repo.doit("build_all")
     assert run.results() == {"app": "built", "leaky": "failed"}, run.stderr
     assert "secret build arg NPM_TOKEN is declared in a stage the image is made of" in run.stderr
-    assert str(len(secret)).encode() in built_length(client, repo.image("app"))
+    assert str(len(secret)).encode() in file_in_image(client, repo.image("app"), "/length")
     image = repo.image("app")
     assert secret not in json.dumps(client.history(image)) + json.dumps(client.inspect_image(image)) + run.stderr
     assert "fetching with ***" in (repo.path / ".buildlib/logs/app.log").read_text()

@@ -1,4 +1,4 @@
-"""Builders: the ways an image gets built, each behind one call, build(request, output) -> image ID.
+"""Builders: the ways an image gets built, each behind one call, build(request, output) -> image record.
 
 `buildkit` runs `docker buildx build` as a child process (docker-py has no BuildKit); `classic`
 asks the engine's own /build endpoint through docker-py, the fallback where no buildx answers.
@@ -34,8 +34,8 @@ class BuildRequest:
 class Builder(Protocol):
     name: str
 
-    def build(self, request: BuildRequest, output: Callable[[str], object]) -> str:
-        """Build and tag the image; return the engine's ID of it. Raises EngineError, one line."""
+    def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
+        """Build and tag the image; return the engine's record of it. Raises EngineError, one line."""
 
 
 @functools.cache

@@ -23,6 +23,12 @@ STEP_OUTPUT = re.compile(r"#(\d+) \d+\.\d+ (.*)")          # "#6 0.104 compiling
 STEP_ERROR = re.compile(r"#(\d+) ERROR: (.*)")
 SOLVE_PREFIXES = ("failed to build: ", "failed to solve: ")
 FRONTEND_STEP = "resolve image config for docker-image://"
+CONNECTION_STEP = "waiting for connection"                  # a remote builder's first step
+BUILDER_LINE = re.compile(r'#0 building with "([^"]+)" instance')
+
+# Builders that could not be reached in this process: the next builds fail at once, not after
+# buildx's own wait for each of them.
+_unreachable: dict[str, str] = {}
 
 
 def unavailable() -> str:
@@ -54,6 +60,8 @@ class BuildKit:
     name: str = "buildkit"
 
     def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
+        if self.builder in _unreachable:
+            raise EngineError(_unreachable[self.builder])
         command = self.command(request, engine.default_network())
         lines: list[str] = []
         try:
@@ -76,7 +84,10 @@ class BuildKit:
             raise
         if code != 0:
             engine.ping()   # an engine that died mid-build is its own one line
-            raise EngineError(failure(lines, request.dockerfile_path))
+            said = failure(lines, request.dockerfile_path)
+            if failed_step(lines) == CONNECTION_STEP:
+                _unreachable[self.builder] = said
+            raise EngineError(said)
         attrs = engine.inspect(request.image)
         if attrs is None:
             raise EngineError(f"build {request.image} ended without an image in the engine "
@@ -108,13 +119,15 @@ def failure(lines: list[str], dockerfile: str) -> str:
     final = next((line[len("ERROR: "):] for line in reversed(lines) if line.startswith("ERROR: ")), "")
     for prefix in SOLVE_PREFIXES:
         final = final[len(prefix):] if final.startswith(prefix) else final
-    failed = next((match for line in reversed(lines) if (match := STEP_ERROR.fullmatch(line))), None)
+    failed = _last_error(lines)
     if failed is None:
         last = [line for line in lines if line.strip()][-LAST_LINES:]
         return f"build failed: {final or ' / '.join(last) or 'buildx ended without a word'}"
     number = failed[1]
-    names = [match[2] for line in lines if (match := STEP.fullmatch(line)) and match[1] == number]
-    step = names[0] if names else ""
+    step = failed_step(lines)
+    if step == CONNECTION_STEP:
+        builder = next((match[1] for line in lines if (match := BUILDER_LINE.match(line))), "")
+        return f"builder {builder} cannot be reached: {final or failed[2]}"
     if step.startswith(FRONTEND_STEP):
         frontend = step[len(FRONTEND_STEP):]
         return (f"{dockerfile}: the Dockerfile frontend {frontend} that its # syntax= line names cannot be had: "
@@ -122,6 +135,18 @@ def failure(lines: list[str], dockerfile: str) -> str:
     said = [match[2] for line in lines if (match := STEP_OUTPUT.fullmatch(line)) and match[1] == number]
     tail = "".join(f"\n    | {line}" for line in said[-LAST_LINES:])
     return f"build failed at {step!r}: {failed[2]}{tail}"
+
+
+def failed_step(lines: list[str]) -> str:
+    """The name of the step whose ERROR line came last ('' when none did)."""
+    failed = _last_error(lines)
+    if failed is None:
+        return ""
+    return next((match[2] for line in lines if (match := STEP.fullmatch(line)) and match[1] == failed[1]), "")
+
+
+def _last_error(lines: list[str]) -> re.Match | None:
+    return next((match for line in reversed(lines) if (match := STEP_ERROR.fullmatch(line))), None)
 
 
 @dataclass(frozen=True)
