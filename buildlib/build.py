@@ -79,7 +79,7 @@ def _produce(service: Service, settings: Settings, revision: str | None, known: 
     log = log_path(settings.root, service.name)
     secrets = secret_values(service)
     request = BuildRequest(
-        image=service.image, context=service.context, dockerfile=_hashed_dockerfile(service, inputs.dockerfile),
+        image=service.image, context=service.context, dockerfile=_analysed_dockerfile(service),
         dockerfile_path=_shown(service.dockerfile, settings.root), args=service.build_args, secrets=secrets,
         labels=labels, target=service.target, platform=service.platform, network=service.network,
         nocache=settings.force)
@@ -103,13 +103,13 @@ def _remember(root: Path, attrs: dict | None) -> None:
         remember(root, attrs)
 
 
-def _hashed_dockerfile(service: Service, digest: str) -> bytes:
-    """The Dockerfile's bytes, as they were when its inputs were hashed."""
+def _analysed_dockerfile(service: Service) -> bytes:
+    """The Dockerfile's bytes, as they were when it was analysed and its inputs hashed."""
     try:
         data = Path(service.dockerfile).read_bytes()
     except OSError as error:
         raise BuildlibError(f"{service.dockerfile}: cannot read ({error.strerror})") from None
-    if hashlib.sha256(data).hexdigest() != digest:
+    if hashlib.sha256(data).hexdigest() != service.dockerfile_sha256:
         raise BuildlibError(f"{service.dockerfile}: changed while its inputs were hashed; run again")
     return data
 

@@ -23,7 +23,7 @@ MAX_LISTED = 3
 class Inputs:
     """Everything a build's result depends on; equal Inputs mean an equal image."""
     files: Mapping[str, str]    # path relative to the context -> its kind, mode and content digest
-    dockerfile: str             # digest of the Dockerfile's bytes, wherever it lives
+    dockerfile: str             # digest of its instructions that the build reaches (Analysis.instructions_digest)
     args: Mapping[str, str]     # the build args the Dockerfile declares, with their values
     target: str | None
     platform: str | None
@@ -42,9 +42,16 @@ class Inputs:
         return asdict(self)
 
 
-def dockerignore_patterns(context: Path) -> list[str]:
-    """The patterns of <context>/.dockerignore, read the way docker-py's build reads them."""
-    path = context / ".dockerignore"
+def ignore_file(context: Path, dockerfile: Path) -> Path:
+    """The ignore file a build follows: BuildKit takes <Dockerfile>.dockerignore next to the
+    Dockerfile over the context's .dockerignore."""
+    own = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    return own if own.is_file() else context / ".dockerignore"
+
+
+def dockerignore_patterns(context: Path, dockerfile: Path) -> list[str]:
+    """The patterns of the build's ignore file, read the way docker-py's build reads them."""
+    path = ignore_file(context, dockerfile)
     if not path.exists():
         return []
     lines = (line.strip() for line in _read_text(path).splitlines())
@@ -65,7 +72,7 @@ def context_paths(context: Path, dockerfile: Path, cache: DigestCache | None = N
     """
     if not context.is_dir():
         raise BuildlibError(f"{context}: build context is not a folder")
-    patterns = dockerignore_patterns(context)
+    patterns = dockerignore_patterns(context, dockerfile)
     if not patterns:
         return dict(sorted(_walk(str(context), "", lambda folder: False)))
     kept_anyway = f"!{dockerfile_name(context, dockerfile)}"
@@ -134,15 +141,14 @@ def file_digests(context: Path, dockerfile: Path, paths: Mapping[str, os.stat_re
                  cache: DigestCache | None = None) -> dict[str, str]:
     """Path -> 'kind mode digest' for context paths and their lstat (default: all it sends), symlinks by their target.
 
-    The Dockerfile is left out: Inputs.dockerfile covers it, wherever it lives. File contents
-    come from the cache when their stat data vouch for them.
+    A Dockerfile in the context is a file like the others: Inputs.dockerfile covers only its
+    instructions, and `COPY . /app` copies its bytes. File contents come from the cache when
+    their stat data vouch for them.
     """
     digests = {}
     cache = cache or DigestCache(None)
-    skipped, folder = dockerfile_name(context, dockerfile), str(context)
+    folder = str(context)
     for relative, info in (context_paths(context, dockerfile, cache) if paths is None else paths).items():
-        if relative == skipped:
-            continue
         path = f"{folder}/{relative}"
         mode = f"{stat.S_IMODE(info.st_mode):o}"
         if stat.S_ISLNK(info.st_mode):
@@ -198,13 +204,15 @@ def changes(previous: Mapping, current: Inputs, listed: int | None = MAX_LISTED)
         removed = sorted(set(old_files) - set(new_files))
         for paths, verb in ((changed, "changed"), (added, "added"), (removed, "removed")):
             reasons += _listed(paths, verb, listed)
-    if previous.get("dockerfile") != current.dockerfile:
+    # Another target reaches other stages, whose instructions and args differ in consequence.
+    retargeted = previous.get("target") != current.target
+    if previous.get("dockerfile") != current.dockerfile and not retargeted:
         reasons.append("Dockerfile changed")
     old_args = previous.get("args", {})
     for name in sorted(set(old_args) | set(current.args)):
-        if old_args.get(name) != current.args.get(name):
+        if old_args.get(name) != current.args.get(name) and not retargeted:
             reasons.append(f"build arg {name} changed")
-    if previous.get("target") != current.target:
+    if retargeted:
         reasons.append(f"target changed to {current.target or '(last stage)'}")
     if previous.get("platform") != current.platform:
         reasons.append(f"platform changed to {current.platform or '(default)'}")

@@ -7,12 +7,12 @@ case-insensitive stage names, and the errors Docker itself would raise.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
 import re
-import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from dockerfile_parse import DockerfileParser
@@ -26,6 +26,9 @@ STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
 HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LEADING_FLAGS = re.compile(r"(?:--\S+\s+)*")
+DIRECTIVE = re.compile(r"#\s*([A-Za-z]+)\s*=\s*(\S*)\s*")
+REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+TRIGGER_LINE = 2    # an ONBUILD trigger, read after a FROM line of its own
 REMOTE_SOURCE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 
 
@@ -34,6 +37,7 @@ class Instruction:
     keyword: str   # upper case
     value: str     # arguments, continuation lines joined
     line: int      # 1-based line where it starts
+    text: str = ""  # its lines as written, without comment and blank lines, then its heredoc bodies
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,13 @@ class Analysis:
     # values into the image's history (the RUN steps' "created by"), which the image carries.
     inherited_args: frozenset[str] = frozenset()
     secret_ids: frozenset[str] = frozenset()    # what RUN --mount=type=secret of the reached stages read
+    # The build args BuildKit's cache sees in the reached stages: named by one of their
+    # instructions (FROM included) or declared before a RUN; a value change of any other
+    # changes no step.
+    seen_args: frozenset[str] = frozenset()
+    # sha256 of the instructions of the reached stages, the global ARGs and the parser directives:
+    # comments and blank lines change nothing that BuildKit builds.
+    instructions_digest: str = ""
 
 
 def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str | None = None,
@@ -66,7 +77,34 @@ def analyse(data: bytes, path: str, build_args: Mapping[str, str], target: str |
 
     native is the builder's own platform, which BUILDPLATFORM names.
     """
-    return _Analyser(path, build_args, platform_args(platform or native, native)).run(instructions(data, path), target)
+    analyser = _Analyser(path, build_args, platform_args(platform or native, native))
+    return analyser.run(instructions(data, path), target, directives(data))
+
+
+def trigger_sources(triggers: list[str], base: str) -> tuple[tuple[str, ...], str]:
+    """What a base image's ONBUILD triggers take from the context, and why that cannot be known ('' when it can)."""
+    sources: set[str] = set()
+    for trigger in triggers:
+        # A trigger runs as if written right after the child's FROM: read each as such a stage's one instruction.
+        try:
+            found = analyse(f"FROM scratch\n{trigger}\n".encode(), base, {})
+        except DockerfileError as error:
+            return (), f"ONBUILD of {base}: {error.message}"
+        if found.unresolved:
+            return (), f"ONBUILD of {base}: {found.unresolved.removeprefix(f'line {TRIGGER_LINE}: ')}"
+        sources.update(found.context_sources)
+    return tuple(sorted(sources)), ""
+
+
+def directives(data: bytes) -> tuple[str, ...]:
+    """The parser directives at the top (# syntax=, # escape=, # check=): they change how the rest is read."""
+    found = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        match = DIRECTIVE.fullmatch(line.strip())
+        if not match:
+            break
+        found.append(f"{match[1].lower()}={match[2]}")
+    return tuple(found)
 
 
 def platform_args(target: str, build: str) -> dict[str, str]:
@@ -95,9 +133,12 @@ def instructions(data: bytes, path: str) -> list[Instruction]:
         keyword, value, start = entry["instruction"].upper(), entry["value"], entry["startline"]
         if keyword not in KNOWN_INSTRUCTIONS:
             raise DockerfileError(path, start + 1, f"unknown instruction '{entry['instruction']}'")
+        end = entry["endline"]
         if keyword in ("RUN", "COPY", "ADD"):
-            skip_until = _heredoc_end(lines, entry["endline"], value, path, start + 1)
-        result.append(Instruction(keyword, value, start + 1))
+            skip_until = _heredoc_end(lines, end, value, path, start + 1)
+        written = [line for line in lines[start:end + 1] if line.strip() and not line.lstrip().startswith("#")]
+        bodies = lines[end + 1:skip_until + 1] if skip_until > end else []
+        result.append(Instruction(keyword, value, start + 1, "".join(written + bodies)))
     _refuse_dangling_continuation(lines, parser.structure, path)
     return result
 
@@ -160,6 +201,21 @@ def _heredoc_end(lines: list[str], endline: int, value: str, path: str, line: in
     return position
 
 
+@dataclass
+class _Stage:
+    """What the walk has found of one stage so far."""
+    name: str | None
+    images: list[ImageUse]                  # images it uses (FROM, --from, --mount from=)
+    base_stage: int | None                  # the earlier stage it is built FROM
+    uses_stages: set[int]                   # the earlier stages it is built from or copies from
+    steps: list[Instruction]                # its instructions, FROM first
+    sources: list[tuple[str, str]] = field(default_factory=list)   # (cleaned source, why unresolved or '')
+    declared: set[str] = field(default_factory=set)                # the ARG names it declares
+    args: dict[str, str | None] = field(default_factory=dict)      # their values
+    secrets: set[str] = field(default_factory=set)                 # the secrets its RUN steps mount
+    seen_args: set[str] = field(default_factory=set)               # the ARGs BuildKit's cache sees here
+
+
 class _Analyser:
     """Walks the instructions once, keeping the ARG scopes and the stages seen so far."""
 
@@ -170,61 +226,65 @@ class _Analyser:
         self.global_args: dict[str, str | None] = dict(predefined)
         self.declared: set[str] = set()
 
-    def run(self, steps: list[Instruction], target: str | None) -> Analysis:
+    def run(self, steps: list[Instruction], target: str | None, directives: tuple[str, ...]) -> Analysis:
         all_names = self._stage_names(steps)
-        stages: list[str | None] = []
-        # per stage: the images it uses, the earlier stages it uses, what it takes from the context
-        images: list[list[ImageUse]] = []
-        uses_stages: list[set[int]] = []
-        sources: list[list[tuple[str, str]]] = []   # (cleaned source, why it is unresolved or '')
-        base_stages: list[int | None] = []
-        declared: list[set[str]] = []               # the ARG names it declares
-        secrets: list[set[str]] = []                # the secrets its RUN steps mount
-        stage_args: dict[str, str | None] = {}
+        stages: list[_Stage] = []
+        global_steps: list[Instruction] = []
+        global_uses: dict[str, set[str]] = {}     # a global ARG -> the global ARGs its default reads
         for step in steps:
             if step.keyword == "FROM":
-                name, uses, base_stage = self._from(step, stages, all_names)
-                stages.append(name)
-                images.append(uses)
-                uses_stages.append(set() if base_stage is None else {base_stage})
-                base_stages.append(base_stage)
-                sources.append([])
-                declared.append(set())
-                secrets.append(set())
-                stage_args = {}
+                name, uses, base_stage = self._from(step, [stage.name for stage in stages], all_names)
+                stages.append(_Stage(name, uses, base_stage, {base_stage} - {None}, [step]))
+                stages[-1].seen_args |= _references(step.text) & set(self.global_args)
             elif not stages:
                 if step.keyword != "ARG":
                     raise DockerfileError(self.path, step.line,
                                           f"{step.keyword} before the first FROM (only ARG may come first)")
-                self._declare(step, self.global_args, self.global_args)
-            elif step.keyword == "ARG":
-                declared[-1].update(self._declare(step, stage_args, self.global_args))
-            elif step.keyword in ("COPY", "ADD", "RUN"):
-                used_images, used_stages = self._from_flags(step, stages, all_names, stage_args)
-                images[-1].extend(used_images)
-                uses_stages[-1].update(used_stages)
-                if step.keyword == "RUN":
-                    mounts = _mounts(step.value)
-                    sources[-1].extend(self._bind_sources(step, mounts))
-                    secrets[-1].update(_secret_id(mount) for mount in mounts if mount.get("type") == "secret")
-                else:
-                    sources[-1].extend(self._context_sources(step))
+                for name in self._declare(step, self.global_args, self.global_args):
+                    global_uses[name] = _references(step.text) - {name}
+                global_steps.append(step)
+            else:
+                self._stage_step(stages[-1], step, stages, all_names)
         if not stages:
             raise DockerfileError(self.path, None, "has no FROM instruction")
-        target_index = self._target_index(stages, target)
-        # The classic builder runs (and pulls the bases of) every stage up to the target, but
-        # only the stages the target uses can put anything from the context into the image.
-        uses = tuple(use for stage in images[:target_index + 1] for use in stage)
-        reached = _reached(target_index, uses_stages)
-        taken = [source for index in reached for source in sources[index]]
+        target_index = self._target_index([stage.name for stage in stages], target)
+        # BuildKit builds (and resolves the images of) only the stages the target uses; the
+        # classic fallback would also run the others up to the target, to no effect on the image.
+        reached = _reached(target_index, [stage.uses_stages for stage in stages])
+        uses = tuple(use for index in reached for use in stages[index].images)
+        taken = [source for index in reached for source in stages[index].sources]
         unresolved = next((why for _, why in taken if why), "")
         inherited, index = set(), target_index
         while index is not None:
-            inherited |= declared[index]
-            index = base_stages[index]
-        return Analysis(tuple(stages), uses, frozenset(self.declared),
+            inherited |= stages[index].declared
+            index = stages[index].base_stage
+        seen = _closure(set().union(*(stages[index].seen_args for index in reached)), global_uses)
+        # What BuildKit's cache sees of the Dockerfile: the instructions, not comments or blank lines.
+        canonical = [directives, [step.text for step in global_steps],
+                     [[step.text for step in stages[index].steps] for index in reached]]
+        return Analysis(tuple(stage.name for stage in stages), uses, frozenset(self.declared),
                         tuple(sorted({source for source, why in taken if not why})), unresolved, frozenset(inherited),
-                        frozenset(secret for index in reached for secret in secrets[index]))
+                        frozenset(secret for index in reached for secret in stages[index].secrets),
+                        frozenset(seen), hashlib.sha256(json.dumps(canonical).encode()).hexdigest())
+
+    def _stage_step(self, stage: _Stage, step: Instruction, stages: list[_Stage], all_names: list) -> None:
+        """One instruction after a FROM: what it declares, reads from the context, mounts and uses."""
+        stage.steps.append(step)
+        # A RUN step's environment holds every ARG declared before it; others see those they name.
+        stage.seen_args |= stage.declared if step.keyword == "RUN" else _references(step.text) & stage.declared
+        if step.keyword == "ARG":
+            stage.declared.update(self._declare(step, stage.args, self.global_args))
+        elif step.keyword in ("COPY", "ADD", "RUN"):
+            used_images, used_stages = self._from_flags(step, [earlier.name for earlier in stages], all_names,
+                                                        stage.args)
+            stage.images.extend(used_images)
+            stage.uses_stages.update(used_stages)
+            if step.keyword == "RUN":
+                mounts = _mounts(step.value)
+                stage.sources.extend(self._bind_sources(step, mounts))
+                stage.secrets.update(_secret_id(mount) for mount in mounts if mount.get("type") == "secret")
+            else:
+                stage.sources.extend(self._context_sources(step))
 
     def _context_sources(self, step: Instruction) -> list[tuple[str, str]]:
         """The sources of a COPY or ADD that reads the context, cleaned as Docker cleans them."""
@@ -253,6 +313,8 @@ class _Analyser:
                 why = f"line {step.line}: {step.keyword} source {source} uses a variable"
             elif "[" in source or "\\" in source:
                 why = f"line {step.line}: {step.keyword} source {source} uses [ ] or \\ patterns"
+            else:
+                source = expand(source, {}, self.path, step.line, strict=False)   # "a b.txt": quotes go
             found.append((posixpath.normpath("/" + source).lstrip("/"), why))
         return found
 
@@ -272,10 +334,7 @@ class _Analyser:
 
     def _declare(self, step: Instruction, scope: dict, inherited: Mapping[str, str | None]) -> list[str]:
         """ARG NAME[=default] ...: the build arg wins, then the default, then the global value; the names."""
-        try:
-            words = shlex.split(step.value)
-        except ValueError as error:
-            raise DockerfileError(self.path, step.line, f"ARG: {error}") from None
+        words = _words(step.value, self.path, step.line)
         if not words:
             raise DockerfileError(self.path, step.line, "ARG needs a name")
         for word in words:
@@ -360,6 +419,22 @@ class _Analyser:
         return stages.index(target.lower())
 
 
+def _references(text: str) -> set[str]:
+    """The variable names a piece of Dockerfile text refers to ($NAME, ${NAME...})."""
+    return set(REFERENCE.findall(text))
+
+
+def _closure(names: set[str], uses: Mapping[str, set[str]]) -> set[str]:
+    """The names, and the names their values are made of, through any number of steps."""
+    found, pending = set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(uses.get(name, ()))
+    return found
+
+
 def _reached(target: int, uses_stages: list[set[int]]) -> list[int]:
     """The stages the target stage is built from or copies from, itself included, in order."""
     reached, pending = set(), [target]
@@ -387,6 +462,27 @@ def _secret_id(mount: dict[str, str]) -> str:
     return mount.get("id") or posixpath.basename(mount.get("target", mount.get("dst", ""))) or mount.get("env", "")
 
 
+def _words(value: str, path: str, line: int) -> list[str]:
+    """Words split at blanks outside quotes, quotes kept (expand removes them), as BuildKit splits ARG and ENV."""
+    words, start, quote, i = [], None, "", 0
+    while i < len(value):
+        char = value[i]
+        if char.isspace() and not quote:
+            if start is not None:
+                words.append(value[start:i])
+            start = None
+        else:
+            start = i if start is None else start
+            if char == "\\" and quote != "'":
+                i += 1   # the escaped character is part of the word, whatever it is
+            elif char in "'\"" and quote in ("", char):
+                quote = "" if quote else char
+        i += 1
+    if quote:
+        raise DockerfileError(path, line, f"no closing {quote} in '{value}'")
+    return words + ([value[start:]] if start is not None else [])
+
+
 def _split_flags(value: str) -> tuple[list[str], list[str]]:
     """Leading --flags, and the remaining words."""
     words = value.split()
@@ -395,17 +491,29 @@ def _split_flags(value: str) -> tuple[list[str], list[str]]:
 
 
 def expand(word: str, scope: Mapping[str, str | None], path: str, line: int, strict: bool) -> str:
-    """Docker's variable substitution: $V, ${V}, ${V:-w}, ${V-w}, ${V:+w}, ${V+w}, ${V:?msg}.
+    """A word as BuildKit's shell lexer reads it: variables substituted, quotes and escapes removed.
 
-    A name in scope with the value None is declared without a value. strict makes a plain
-    reference to such a name (or to an undeclared one) an error, as FROM needs.
+    Substitution: $V, ${V}, ${V:-w}, ${V-w}, ${V:+w}, ${V+w}, ${V:?msg}; inside '...' nothing is
+    substituted, inside "..." a backslash escapes only ", $ and itself, outside quotes it escapes
+    any character. A name in scope with the value None is declared without a value. strict makes
+    a plain reference to such a name (or to an undeclared one) an error, as FROM needs.
     """
-    out, i = [], 0
+    out, i, quote = [], 0, ""
     while i < len(word):
         char = word[i]
-        if char == "\\" and i + 1 < len(word) and word[i + 1] == "$":
-            out.append("$")
-            i += 2
+        if quote == "'":
+            if char == "'":
+                quote = ""
+            else:
+                out.append(char)
+            i += 1
+        elif char == "\\" and i + 1 < len(word):
+            escaped = not quote or word[i + 1] in '"$\\'
+            out.append(word[i + 1] if escaped else char)
+            i += 2 if escaped else 1
+        elif char in "'\"" and (not quote or char == quote):
+            quote = "" if quote else char
+            i += 1
         elif char == "$" and i + 1 < len(word) and word[i + 1] == "{":
             end = _closing_brace(word, i + 2, path, line)
             out.append(_expand_braced(word[i + 2:end], scope, path, line, strict))
@@ -416,6 +524,8 @@ def expand(word: str, scope: Mapping[str, str | None], path: str, line: int, str
         else:
             out.append(char)
             i += 1
+    if quote:
+        raise DockerfileError(path, line, f"no closing {quote} in '{word}'")
     return "".join(out)
 
 

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Mapping
 import docker
 import requests
 import urllib3
+from docker.api.build import process_dockerfile
 from docker.auth import get_config_header, resolve_repository_name
 from docker.utils import kwargs_from_env, parse_repository_tag
 
@@ -215,17 +216,19 @@ def default_network() -> str | None:
 _networks: dict[str, str | None] = {}
 
 
-def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], target: str | None,
-          platform: str | None, network: str | None, nocache: bool, output: Callable[[str], object]) -> None:
+def build(context: str, dockerfile: str, ref: str, *, exclude: list[str], args: Mapping[str, str],
+          target: str | None, platform: str | None, network: str | None, nocache: bool,
+          output: Callable[[str], object]) -> None:
     """Build and tag an image with the classic builder. The engine tags only once the build succeeded.
 
-    Every line the build prints goes to output; a failure names the failing step and ends with
-    the last lines of the output.
+    The context is sent without what the exclude patterns name (docker-py would read only the
+    context's .dockerignore). Every line the build prints goes to output; a failure names the
+    failing step and ends with the last lines of the output.
     """
     step, tail = "", []
-    with _translated_errors(f"build {ref}"):
+    with _translated_errors(f"build {ref}"), _context_tar(context, dockerfile, exclude) as (sent, name):
         stream = client().build(
-            path=context, dockerfile=dockerfile, tag=ref, buildargs=dict(args), target=target,
+            fileobj=sent, custom_context=True, dockerfile=name, tag=ref, buildargs=dict(args), target=target,
             platform=platform, network_mode=network, nocache=nocache, rm=True, forcerm=True, decode=True)
         for chunk in stream:
             text = chunk.get("stream", "") + (chunk["error"].rstrip() + "\n" if "error" in chunk else "")
@@ -237,3 +240,11 @@ def build(context: str, dockerfile: str, ref: str, *, args: Mapping[str, str], t
                 where = f" at {step.split(' : ', 1)[-1]!r}" if step else ""
                 last = "".join(f"\n    | {line}" for line in tail[:-1])
                 raise EngineError(f"build failed{where}: {chunk['error'].strip()}{last}")
+
+
+@contextmanager
+def _context_tar(context: str, dockerfile: str, exclude: list[str]) -> Iterator[tuple]:
+    """The build context as docker-py's own build would tar it, and the Dockerfile's name in it."""
+    sent = process_dockerfile(dockerfile, context)
+    with docker.utils.tar(context, exclude=exclude, dockerfile=sent) as tar:
+        yield tar, sent[0]

@@ -14,6 +14,7 @@ class DockerfileError(BuildlibError):
 
     def __init__(self, path: str, line: int | None, message: str):
         where = f"{path}:{line}" if line else path
+        self.message = message
         super().__init__(f"{where}: {message}")
 
 

@@ -1,6 +1,7 @@
 """A repository's services: where they are, what each is built from, and in which order."""
 from __future__ import annotations
 
+import hashlib
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ class Service:
     target: str | None
     platform: str | None
     build_args: Mapping[str, str]       # what the engine gets
-    hashed_args: Mapping[str, str]      # the part the Dockerfile declares, which enters the hash
+    hashed_args: Mapping[str, str]      # the part BuildKit's cache sees (Analysis.seen_args), which enters the hash
     base_images: tuple[str, ...]        # every image it uses, external or built here
     external_images: tuple[ExternalImage, ...]
     base_services: tuple[str, ...]      # services whose images it uses
@@ -45,6 +46,8 @@ class Service:
     digest_cache: str | None = None                  # the file that remembers its files' digests
     secret_args: tuple[str, ...] = ()                # secrets it uses, whose values come from the environment
     network: str | None = None                       # RUN steps' network; None: the builder's default
+    instructions_digest: str = ""                    # what of the Dockerfile enters the hash (Analysis)
+    dockerfile_sha256: str = ""                      # of the bytes analysed: a build sends exactly those
 
     @property
     def internal_images(self) -> tuple[str, ...]:
@@ -133,14 +136,15 @@ def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, s
     return Service(
         name=name, image=settings.image(name), context=str(context.resolve()), dockerfile=str(dockerfile.resolve()),
         target=own.target, platform=own.platform, build_args=build_args,
-        hashed_args={key: value for key, value in build_args.items() if key in analysis.declared_args},
+        hashed_args={key: value for key, value in build_args.items() if key in analysis.seen_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
         base_services=tuple(sorted({images[ref] for ref in refs if ref in images})),
         templates=tuple(_template(settings, folder, path) for path in own.templates),
         context_sources=None if analysis.unresolved else analysis.context_sources,
         whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
         digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets),
-        network=own.network or settings.network)
+        network=own.network or settings.network, instructions_digest=analysis.instructions_digest,
+        dockerfile_sha256=hashlib.sha256(data).hexdigest())
 
 
 def _template(settings: Settings, folder: Path, path: str) -> Template:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from . import engine
-from .context import Inputs, changes, context_paths, file_digest, file_digests, taken_paths
+from .context import Inputs, changes, context_paths, file_digests, taken_paths
+from .dockerfile import trigger_sources
 from .filecache import DigestCache
 from .project import Service
 
@@ -39,20 +40,23 @@ def current_inputs(service: Service, lookup: Lookup = engine.inspect) -> tuple[I
     The files are those that COPY and ADD can take, or the whole context when that cannot be
     known before the build (Inputs.scope says why).
     """
-    bases, triggers = {}, []
+    bases, sources, scope = {}, service.context_sources, service.whole_context
     for ref in service.base_images:
         attrs = lookup(ref)
         if attrs is None:
             return None, ref
         bases[ref] = base_identity(attrs, internal=ref in service.internal_images)
-        if (attrs.get("Config") or {}).get("OnBuild"):
-            triggers.append(ref)
-    scope = service.whole_context or (f"whole context: base {triggers[0]} has ONBUILD triggers" if triggers else "")
+        triggers = (attrs.get("Config") or {}).get("OnBuild")
+        if triggers and not scope:
+            # The triggers' text is in the base's config, so its identity covers them; what they read is ours.
+            taken, unknown = trigger_sources(triggers, ref)
+            scope = unknown and f"whole context: {unknown}"
+            sources = (*sources, *taken)
     context, dockerfile = Path(service.context), Path(service.dockerfile)
     cache = DigestCache(Path(service.digest_cache) if service.digest_cache else None)
-    paths, followed = taken_paths(context_paths(context, dockerfile, cache), None if scope else service.context_sources)
+    paths, followed = taken_paths(context_paths(context, dockerfile, cache), None if scope else sources)
     files = file_digests(context, dockerfile, paths, cache)
-    return Inputs(files, file_digest(dockerfile), dict(service.hashed_args), service.target, service.platform,
+    return Inputs(files, service.instructions_digest, dict(service.hashed_args), service.target, service.platform,
                   bases, scope or followed), ""
 
 

@@ -1,6 +1,8 @@
 """The BuildKit builder's pure parts: its command line, buildx's version, and a failure in one line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from buildlib.builders import BuildRequest
 from buildlib.builders.buildkit import BuildKit, failure, version_of
 
@@ -57,17 +59,17 @@ def test_buildx_versions():
     assert version_of("something else") is None
 
 
-def test_the_command_line_carries_everything_but_the_dockerfile_and_secret_values():
+def test_the_command_line_carries_everything_but_the_secret_values():
     request = BuildRequest(image="p-a:t", context="/repo/a", dockerfile=b"FROM x\n", dockerfile_path="a/Dockerfile",
                            args={"V": "1"}, secrets={"TOKEN": "s3cr3t"}, labels={"k": "v w"}, target="run",
                            platform="linux/arm64", nocache=True)
-    command = BuildKit("remote").command(request, default_network="none")
-    assert command == ["docker", "buildx", "build", "--progress=plain", "--file", "-", "--tag", "p-a:t", "--load",
+    command = BuildKit("remote").command(request, default_network="none", dockerfile=Path("/tmp/x/Dockerfile"))
+    assert command == ["docker", "buildx", "build", "--progress=plain", "--file", "/tmp/x/Dockerfile", "--tag", "p-a:t", "--load",
                        "--builder", "remote", "--label", "k=v w", "--build-arg", "V=1",
                        "--secret", "id=TOKEN,env=TOKEN", "--target", "run", "--platform", "linux/arm64",
                        "--network", "none", "--no-cache", "/repo/a"]
     assert "s3cr3t" not in " ".join(command)
     plain = BuildRequest(image="p-a:t", context="/c", dockerfile=b"", dockerfile_path="D", network="host")
-    assert BuildKit().command(plain, default_network="none")[-3:] == ["--network", "host", "/c"]
+    assert BuildKit().command(plain, "none", Path("D"))[-3:] == ["--network", "host", "/c"]
     assert "--network" not in BuildKit().command(plain.__class__(image="i", context="/c", dockerfile=b"",
-                                                                dockerfile_path="D"), default_network=None)
+                                                                dockerfile_path="D"), None, Path("D"))

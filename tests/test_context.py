@@ -33,6 +33,22 @@ def test_context_is_what_docker_py_sends(tmp_path):
     assert "README.md" not in sent and "KEEP.md" in sent
 
 
+def test_a_dockerfiles_own_ignore_file_wins_over_the_contexts(tmp_path):
+    make_tree(tmp_path, {"web.Dockerfile": "FROM a", "web.Dockerfile.dockerignore": "*.skip\n", ".dockerignore": "*.txt\n",
+                         "a.txt": "", "b.skip": ""})
+    assert set(context_paths(tmp_path, tmp_path / "web.Dockerfile")) >= {"a.txt", ".dockerignore"}
+    assert "b.skip" not in context_paths(tmp_path, tmp_path / "web.Dockerfile")
+    assert "a.txt" not in context_paths(tmp_path, tmp_path / "Dockerfile")
+
+
+def test_another_target_is_the_reason_not_the_instructions_and_args_it_reaches(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a"})
+    before = inputs(tmp_path, target="run", args={"V": "1"}).as_record()
+    assert changes(before, inputs(tmp_path, target="debug", dockerfile="e", args={})) == ["target changed to debug"]
+    assert changes(before, inputs(tmp_path, target="run", dockerfile="e", args={})) == [
+        "Dockerfile changed", "build arg V changed"]
+
+
 def test_same_sources_give_the_same_hash_in_any_folder(tmp_path):
     files = {"Dockerfile": "FROM a", "src/main.go": "package main", ".dockerignore": "*.log\n"}
     make_tree(tmp_path / "one", files)

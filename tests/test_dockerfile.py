@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from buildlib.dockerfile import analyse, expand, instructions, with_labels
+from buildlib.dockerfile import analyse, expand, instructions, trigger_sources, with_labels
 from buildlib.errors import DockerfileError
 
 
@@ -42,6 +42,13 @@ def test_only_global_args_reach_from():
     assert "which is not declared before FROM" in error("FROM alpine\nARG V=1\nFROM python:$V\n")
 
 
+def test_quotes_in_from_and_arg_defaults_are_removed():
+    assert refs('ARG RELEASE=trixie\nFROM debian:"${RELEASE}-slim"\n') == ["debian:trixie-slim"]
+    assert refs("ARG V='1.36'\nFROM busybox:$V\n") == ["busybox:1.36"]
+    assert refs('ARG A="x" B=\'y\'\nFROM "$A$B"\n') == ["xy"]
+    assert refs('ARG R=trixie\nFROM debian:"${R}-slim"\n', {"R": "bookworm"}) == ["debian:bookworm-slim"]
+
+
 def test_in_stage_arg_does_not_shadow_for_copy_from_scope():
     text = "ARG SRC=busybox:1\nFROM alpine\nARG SRC=busybox:2\nCOPY --from=${SRC} /a /b\n"
     assert refs(text) == ["alpine", "busybox:2"]
@@ -67,7 +74,8 @@ def test_run_mount_from_names_an_image_or_a_stage():
 
 def test_target_limits_the_stages_reached():
     text = "FROM golang AS build\nFROM alpine AS runtime\nFROM busybox AS debug\n"
-    assert refs(text, target="RUNTIME") == ["golang", "alpine"]
+    assert refs(text, target="RUNTIME") == ["alpine"]     # BuildKit builds no stage the target does not use
+    assert refs(text + "COPY --from=build /a /a\n", target=None) == ["golang", "busybox"]
     with pytest.raises(DockerfileError, match="target stage 'nope' is not defined"):
         analyse(text.encode(), "Dockerfile", {}, "nope")
 
@@ -124,9 +132,21 @@ def test_malformed_dockerfiles_name_file_and_line(text, message):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_characters="$\\"), max_size=40))
-def test_text_without_variables_expands_to_itself(word):
+@given(st.text(alphabet=st.characters(blacklist_characters="$\\'\""), max_size=40))
+def test_text_without_variables_or_quotes_expands_to_itself_and_quoting_it_changes_nothing(word):
     assert expand(word, {}, "Dockerfile", 1, strict=True) == word
+    assert expand(f'"{word}"', {}, "Dockerfile", 1, strict=True) == word
+    assert expand(f"'{word}$X'", {"X": "no"}, "Dockerfile", 1, strict=True) == f"{word}$X"   # single quotes: literal
+
+
+def test_quotes_and_escapes_are_removed_as_buildkit_does():
+    scope = {"RELEASE": "trixie"}
+    assert expand('debian:"${RELEASE}-slim"', scope, "D", 1, strict=True) == "debian:trixie-slim"
+    assert expand("'$RELEASE'-x", scope, "D", 1, strict=True) == "$RELEASE-x"
+    assert expand('"a\\$b\\c"', {}, "D", 1, strict=False) == "a$b\\c"   # in "...", \\ escapes only " $ \\
+    assert expand("a\\ b", {}, "D", 1, strict=False) == "a b"
+    with pytest.raises(DockerfileError, match="no closing \""):
+        expand('"open', {}, "D", 1, strict=False)
 
 
 def sources(text: str, target: str | None = None) -> tuple[tuple[str, ...], str]:
@@ -143,6 +163,7 @@ def test_context_sources_are_the_copy_and_add_sources_of_the_stages_the_target_u
     assert sources(text, "docs") == (("docs",), "")
     assert sources("FROM alpine\nCOPY . /app\n") == (("",), "")
     assert sources("FROM alpine\nCOPY ../../x /app\n") == (("x",), "")   # cleaned inside the context
+    assert sources("FROM alpine\nCOPY \"src\" 'conf' /app/\n") == (("conf", "src"), "")   # quotes removed
 
 
 def test_sources_that_cannot_be_known_before_the_build_are_said():
@@ -212,3 +233,49 @@ def test_secret_mounts_are_found_by_id_target_or_env():
 def test_copy_flags_of_buildkit_leave_the_sources():
     text = "FROM alpine\nCOPY --link --chmod=755 --chown=1:1 --exclude=*.md --parents a/b c /d/\nADD --checksum=sha256:0 x /x\n"
     assert analyse(text.encode(), "D", {}).context_sources == ("a/b", "c", "x")
+
+
+def digest(text: str, target: str | None = None) -> str:
+    return analyse(text.encode(), "svc/Dockerfile", {}, target).instructions_digest
+
+
+def test_comments_and_blank_lines_leave_the_instructions_digest_alone():
+    plain = "FROM alpine\nRUN apk add a \\\n    b\nCOPY x /x\n"
+    assert digest("# the base\n" + plain.replace("RUN", "\n\n# install\nRUN").replace("    b", "# b and\n    b")) \
+        == digest(plain)
+    assert digest(plain.replace("apk add a", "apk add c")) != digest(plain)
+    assert digest(plain.replace("    b", "  b")) != digest(plain)      # the RUN command's own text
+    assert digest("# syntax=docker/dockerfile:1\n" + plain) != digest(plain)
+    heredoc = "FROM alpine\nRUN <<EOF\necho one\nEOF\n"
+    assert digest(heredoc.replace("one", "two")) != digest(heredoc)
+
+
+def test_only_the_stages_the_target_reaches_count_in_the_instructions_digest():
+    text = "FROM alpine AS tools\nRUN echo tools\nFROM alpine AS docs\nRUN echo docs\nFROM alpine\nCOPY --from=tools /t /t\n"
+    assert digest(text.replace("echo docs", "echo other")) == digest(text)
+    assert digest(text.replace("echo tools", "echo other")) != digest(text)
+    assert digest(text.replace("echo tools", "echo other"), "docs") == digest(text, "docs")
+
+
+def seen(text: str, target: str | None = None) -> set[str]:
+    return set(analyse(text.encode(), "svc/Dockerfile", {}, target).seen_args)
+
+
+def test_a_build_arg_counts_where_buildkits_cache_sees_it():
+    assert seen("FROM alpine\nARG A\nRUN make\n") == {"A"}                      # in RUN's environment
+    assert seen("FROM alpine\nRUN make\nARG A\nCOPY x /x\n") == set()           # declared after the last RUN
+    assert seen("FROM alpine\nRUN make\nARG A\nENV V=$A\n") == {"A"}           # named by an instruction
+    assert seen("FROM alpine\nRUN make\nARG A B\nCOPY ${B:-x} /x\n") == {"B"}
+    assert seen("ARG V=1\nFROM alpine:$V\nRUN make\n") == {"V"}                 # a global ARG in FROM
+    assert seen("ARG V=1\nARG W=$V\nFROM alpine:$W\n") == {"V", "W"}            # through another's default
+    assert seen("ARG V=1\nFROM alpine\nRUN echo $V\n") == set()                 # not declared in the stage
+    assert seen("FROM alpine AS unused\nARG A\nRUN make\nFROM alpine\nRUN make\n") == set()
+
+
+def test_onbuild_triggers_take_what_they_copy_and_bind():
+    assert trigger_sources(["COPY src/ /src/", "RUN --mount=target=/d,source=data cat /d/*", "RUN make"], "b") == (
+        ("data", "src"), "")
+    assert trigger_sources(["COPY . /app"], "b") == (("",), "")
+    assert trigger_sources(["COPY --from=build /out /out"], "b") == ((), "")
+    assert trigger_sources(["RUN x", "COPY $DIR /app"], "b") == ((), "ONBUILD of b: COPY source $DIR uses a variable")
+    assert trigger_sources(["COPY only-one"], "b") == ((), "ONBUILD of b: COPY needs a source and a destination")

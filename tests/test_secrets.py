@@ -52,7 +52,7 @@ def test_a_secret_reaches_the_build_and_shows_nowhere(make_repo, uid, client):
     repo.env = {"NPM_TOKEN": f"rotated-{uid}"}
     assert repo.doit("build:app").results() == {"app": "up to date"}   # a new token rebuilds nothing
     repo.env = {}
-    repo.edit("services/app/Dockerfile", "\n")
+    repo.edit("services/app/Dockerfile", "LABEL edited=1\n")
     unset = repo.doit("build:app")
     assert unset.results() == {"app": "failed"} and "secret build arg NPM_TOKEN is not set" in unset.stderr
 

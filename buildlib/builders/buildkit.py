@@ -1,16 +1,21 @@
 """BuildKit builds: `docker buildx build` as a child process, its plain progress kept in the log.
 
-The Dockerfile goes in on stdin, as the bytes that were hashed; labels, build args, secrets,
-target, platform and network are flags. The engine tags the image only when the build
+The Dockerfile goes in as the bytes that were hashed, from a folder of its own with its own
+ignore file (stdin would lose <Dockerfile>.dockerignore); labels, build args, secrets, target,
+platform and network are flags. The engine tags the image only when the build
 succeeded, so an interrupted or failed build leaves nothing that passes for current.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
 
 from .. import engine
 from ..errors import EngineError
@@ -62,26 +67,9 @@ class BuildKit:
     def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
         if self.builder in _unreachable:
             raise EngineError(_unreachable[self.builder])
-        command = self.command(request, engine.default_network())
         lines: list[str] = []
-        try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       env={**os.environ, **request.secrets})
-        except FileNotFoundError:
-            raise EngineError("no docker CLI on PATH (buildlib builds with `docker buildx`)") from None
-        try:
-            process.stdin.write(request.dockerfile)
-            process.stdin.close()
-            for raw in process.stdout:
-                text = raw.decode("utf-8", "replace")
-                output(text)
-                lines.append(text.rstrip("\n"))
-            code = process.wait()
-        except BaseException:
-            # Ctrl-C, SIGTERM or a failure here: the build must not go on without us.
-            process.kill()
-            process.wait()
-            raise
+        with sent_dockerfile(request) as dockerfile:
+            code = self._run(self.command(request, engine.default_network(), dockerfile), request, output, lines)
         if code != 0:
             engine.ping()   # an engine that died mid-build is its own one line
             said = failure(lines, request.dockerfile_path)
@@ -94,9 +82,30 @@ class BuildKit:
                               "(does the builder load its images into this engine?)")
         return attrs
 
-    def command(self, request: BuildRequest, default_network: str | None) -> list[str]:
-        """The buildx command line: everything but the Dockerfile (stdin) and the secrets' values (environment)."""
-        command = ["docker", "buildx", "build", "--progress=plain", "--file", "-", "--tag", request.image, "--load"]
+    @staticmethod
+    def _run(command: list[str], request: BuildRequest, output: Callable[[str], object], lines: list[str]) -> int:
+        """Run buildx, every line of its output to output and lines; its exit code."""
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, env={**os.environ, **request.secrets})
+        except FileNotFoundError:
+            raise EngineError("no docker CLI on PATH (buildlib builds with `docker buildx`)") from None
+        try:
+            for raw in process.stdout:
+                text = raw.decode("utf-8", "replace")
+                output(text)
+                lines.append(text.rstrip("\n"))
+            return process.wait()
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failure here: the build must not go on without us.
+            process.kill()
+            process.wait()
+            raise
+
+    def command(self, request: BuildRequest, default_network: str | None, dockerfile: Path) -> list[str]:
+        """The buildx command line: everything but the secrets' values (environment)."""
+        command = ["docker", "buildx", "build", "--progress=plain", "--file", str(dockerfile),
+                   "--tag", request.image, "--load"]
         if self.builder:
             command += ["--builder", self.builder]
         for key, value in request.labels.items():
@@ -112,6 +121,19 @@ class BuildKit:
         if request.nocache:
             command.append("--no-cache")
         return command + [request.context]
+
+
+@contextmanager
+def sent_dockerfile(request: BuildRequest) -> Iterator[Path]:
+    """The hashed Dockerfile in a folder of its own, beside a copy of its own ignore file if it has one."""
+    path = Path(request.dockerfile_path)
+    ignore = path.with_name(path.name + ".dockerignore")
+    with tempfile.TemporaryDirectory(prefix="buildlib-") as folder:
+        sent = Path(folder) / path.name
+        sent.write_bytes(request.dockerfile)
+        if ignore.is_file():
+            shutil.copyfile(ignore, Path(folder) / ignore.name)
+        yield sent
 
 
 def failure(lines: list[str], dockerfile: str) -> str:

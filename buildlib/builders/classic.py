@@ -3,6 +3,7 @@
 Deprecated since Docker 23: it cannot build RUN --mount, COPY --chmod/--link, heredocs or
 FROM --platform=$BUILDPLATFORM, and it writes build arg values into the image history; so
 secret build args reach it as build args only in stages the image merely copies from.
+The context goes without what the ignore file BuildKit would follow excludes, as it was hashed.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from .. import engine
+from ..context import dockerignore_patterns
 from ..dockerfile import analyse, with_labels
 from ..errors import BuildlibError
 from . import BuildRequest
@@ -34,9 +36,10 @@ class Classic:
             # Outside the context, so that docker-py sends it under a name of its own.
             sent = Path(folder) / "Dockerfile"
             sent.write_bytes(dockerfile)
-            engine.build(request.context, str(sent), request.image, args={**request.args, **request.secrets},
-                         target=request.target, platform=request.platform, network=request.network,
-                         nocache=request.nocache, output=output)
+            exclude = dockerignore_patterns(Path(request.context), Path(request.dockerfile_path))
+            engine.build(request.context, str(sent), request.image, exclude=exclude,
+                         args={**request.args, **request.secrets}, target=request.target,
+                         platform=request.platform, network=request.network, nocache=request.nocache, output=output)
         attrs = engine.inspect(request.image)
         if attrs is None:
             raise BuildlibError(f"build {request.image} ended without an image in the engine")
