@@ -178,13 +178,18 @@ def run(argv: list[str], folder: Path, environment: dict, calls: EngineCalls) ->
     return seconds, usage.ru_maxrss / 1024
 
 
-def image_ids(client: docker.APIClient, prefix: str) -> dict[str, str]:
-    return {ref: image["Id"] for image in client.images() for ref in image.get("RepoTags") or []
-            if ref.startswith(f"{prefix}-")}
+def images_made(client: docker.APIClient, prefix: str) -> dict[str, str]:
+    """Each of the tool's tags and when its image was made: a rebuild makes it anew.
+
+    Not the image ID: on the containerd store every --load of a fully cached BuildKit build gives
+    a new index digest (provenance), though the image is the same.
+    """
+    refs = [ref for image in client.images() for ref in image.get("RepoTags") or [] if ref.startswith(f"{prefix}-")]
+    return {ref: client.inspect_image(ref)["Created"] for ref in refs}
 
 
 def remove_images(client: docker.APIClient, tool: Tool) -> None:
-    for ref in image_ids(client, tool.prefix):
+    for ref in images_made(client, tool.prefix):
         client.remove_image(ref, force=True)
     client.prune_images(filters={"dangling": True})
     for state in (".doit.db", ".buildlib"):
@@ -210,11 +215,11 @@ def measure(client, calls: EngineCalls, tool: Tool, shape: Shape, scenario: str,
             touch(tool, shape, shape.leaf(), number)
         elif scenario == "chain":
             touch(tool, shape, shape.leaf() - shape.leaf() % shape.chain, number)
-        before = image_ids(client, tool.prefix)
+        before = images_made(client, tool.prefix)
         argv = tool.command + (tool.force if scenario == "force" else [])
         seconds, peak = run(argv, tool.folder, tool.environment, calls)
-        after = image_ids(client, tool.prefix)
-        rebuilt = sum(1 for ref, image_id in after.items() if before.get(ref) != image_id)
+        after = images_made(client, tool.prefix)
+        rebuilt = sum(1 for ref, made in after.items() if before.get(ref) != made)
         results.append(Measure(seconds, rebuilt, calls.total(), peak))
     return Measure(statistics.median(r.seconds for r in results), max(r.rebuilt for r in results),
                    max(r.calls for r in results), max(r.peak_mb for r in results))
@@ -336,11 +341,14 @@ def main() -> None:
     curve_table = tabulate([[tool, *(f"{points.get(size, float('nan')):.2f}" for size in sizes)]
                             for tool, points in curve.items()], headers=["no-op seconds", *map(str, sizes)])
     print(curve_table)
+    calls.close()
+    if wanted or scenarios != list(SCENARIOS) or len(sizes) < 2:
+        print(f"a partial run: {RESULTS} left as it was")
+        return
     RESULTS.mkdir(exist_ok=True)
     plot(curve, RESULTS / "noop.png", shape)
     (RESULTS / "scale.md").write_text(f"{heading}\n\n```\n{table}\n```\n\n```\n{curve_table}\n```\n")
     print(f"wrote {RESULTS / 'noop.png'} and {RESULTS / 'scale.md'}")
-    calls.close()
 
 
 if __name__ == "__main__":
