@@ -1,4 +1,4 @@
-"""Settings: [tool.buildlib] in pyproject.toml, overridden by BUILDLIB_* and doit variables."""
+"""Settings: buildlib.toml, or [tool.buildlib] in pyproject.toml, overridden by BUILDLIB_* and doit variables."""
 from __future__ import annotations
 
 import re
@@ -22,9 +22,23 @@ REGISTRY_PATTERN = re.compile(
 BUILDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NETWORKS = ("default", "none", "host")   # what `docker buildx build --network` takes
 
+SETTINGS_FILE = "buildlib.toml"     # for repositories without a pyproject.toml; the same keys at its top
+
 # What the command line (doit variables) and the environment may override.
 OVERRIDABLE = ("tag", "registry", "force", "push", "cache", "builder")
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the settings were read: named in every message about them."""
+    file: str       # pyproject.toml or buildlib.toml
+    table: str      # the table buildlib's keys are in: tool.buildlib, or '' for the top of buildlib.toml
+
+    def at(self, sub: str = "") -> str:
+        """'pyproject.toml [tool.buildlib.services.web]', 'buildlib.toml [services.web]', 'buildlib.toml'."""
+        name = ".".join(part for part in (self.table, sub) if part)
+        return f"{self.file} [{name}]" if name else self.file
 
 
 @dataclass(frozen=True)
@@ -111,17 +125,17 @@ SERVICE_KEYS = {
 
 
 def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
-    """Read pyproject.toml under root, then apply BUILDLIB_* from environ, then doit variables."""
-    table = _read_table(root / "pyproject.toml")
-    values = _check_keys(table, TOP_KEYS, "[tool.buildlib]")
+    """Read buildlib.toml or pyproject.toml under root, then apply BUILDLIB_* from environ, then doit variables."""
+    table, origin = _read_table(root)
+    values = _check_keys(table, TOP_KEYS, origin, "")
     if "project" not in values:
-        raise SettingsError("pyproject.toml [tool.buildlib]: missing key 'project' (images are named {project}-{service})")
-    values["mirrors"] = _mirrors(values.get("mirrors", []))
-    values["pull"] = _pull_settings(values.get("pull", {}))
+        raise SettingsError(f"{origin.at()}: missing key 'project' (images are named {{project}}-{{service}})")
+    values["mirrors"] = _mirrors(values.get("mirrors", []), origin)
+    values["pull"] = _pull_settings(values.get("pull", {}), origin)
     values["services"] = {
-        name: _service_settings(name, sub) for name, sub in values.get("services", {}).items()}
+        name: _service_settings(name, sub, origin) for name, sub in values.get("services", {}).items()}
     if "secret_args" in values:
-        values["secret_args"] = _arg_names(values["secret_args"], "[tool.buildlib] secret-args")
+        values["secret_args"] = _arg_names(values["secret_args"], f"{origin.at()} secret-args")
     for key in OVERRIDABLE:
         env_value = environ.get(f"BUILDLIB_{key.upper()}")
         if variables.get(key) is not None:
@@ -132,77 +146,92 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
         if key in values:
             values[key] = _flag(values[key], key)
     settings = Settings(root=root, **values)
-    _validate(settings)
+    _validate(settings, origin)
     return settings
 
 
-def _read_table(path: Path) -> dict:
+def _read_table(root: Path) -> tuple[dict, Origin]:
+    """buildlib's table: all of buildlib.toml when there is one, else [tool.buildlib] of pyproject.toml."""
+    own, pyproject = root / SETTINGS_FILE, root / "pyproject.toml"
+    if own.is_file():
+        document = read_toml(own)
+        if pyproject.is_file() and isinstance(read_toml(pyproject).get("tool", {}).get("buildlib"), dict):
+            raise SettingsError(f"{root}: both {SETTINGS_FILE} and pyproject.toml [tool.buildlib] hold buildlib's "
+                                "settings; keep one")
+        return document, Origin(SETTINGS_FILE, "")
+    if not pyproject.is_file():
+        raise SettingsError(f"{root}: no {SETTINGS_FILE} and no pyproject.toml with a [tool.buildlib] table "
+                            "(buildlib reads its settings from one of them)")
+    table = read_toml(pyproject).get("tool", {}).get("buildlib")
+    if not isinstance(table, dict):
+        raise SettingsError(f"{pyproject}: no [tool.buildlib] table")
+    return table, Origin("pyproject.toml", "tool.buildlib")
+
+
+def read_toml(path: Path) -> dict:
+    """A TOML file's document; a file that cannot be read or parsed is one line."""
     try:
         with open(path, "rb") as file:
-            document = tomllib.load(file)
-    except FileNotFoundError:
-        raise SettingsError(f"{path}: not found; buildlib reads its settings from [tool.buildlib] there") from None
+            return tomllib.load(file)
+    except OSError as error:
+        raise SettingsError(f"{path}: cannot read ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: not valid TOML: {error}") from None
-    table = document.get("tool", {}).get("buildlib")
-    if not isinstance(table, dict):
-        raise SettingsError(f"{path}: no [tool.buildlib] table")
-    return table
 
 
-def _check_keys(table: dict, known: dict, where: str) -> dict:
+def _check_keys(table: dict, known: dict, origin: Origin, sub: str) -> dict:
     values = {}
     for key, value in table.items():
         if key not in known:
-            raise SettingsError(f"pyproject.toml {where}: unknown key '{key}' (known: {', '.join(known)})")
+            raise SettingsError(f"{origin.at(sub)}: unknown key '{key}' (known: {', '.join(known)})")
         name, expected, description = known[key]
         if not isinstance(value, expected) or (isinstance(value, bool) and expected in (int, (int, float))):
-            raise SettingsError(f"pyproject.toml {where} {key}: must be {description}, not {value!r}")
+            raise SettingsError(f"{origin.at(sub)} {key}: must be {description}, not {value!r}")
         values[name] = value
     return values
 
 
 def _string_list(value: list, where: str) -> list[str]:
     if not all(isinstance(item, str) for item in value):
-        raise SettingsError(f"pyproject.toml {where}: must be a list of strings, not {value!r}")
+        raise SettingsError(f"{where}: must be a list of strings, not {value!r}")
     return value
 
 
-def _mirrors(value: list | dict) -> dict[str, tuple[str, ...]]:
+def _mirrors(value: list | dict, origin: Origin) -> dict[str, tuple[str, ...]]:
     """A plain list means Docker Hub's mirrors; a table names the registry each list stands in for."""
     table = value if isinstance(value, dict) else {DOCKER_HUB: value}
     mirrors = {}
     for registry, addresses in table.items():
         if not isinstance(addresses, list):
-            raise SettingsError(f"pyproject.toml [tool.buildlib] mirrors.{registry}: must be a list of strings")
-        mirrors[registry] = tuple(_string_list(addresses, f"[tool.buildlib] mirrors.{registry}"))
+            raise SettingsError(f"{origin.at()} mirrors.{registry}: must be a list of strings")
+        mirrors[registry] = tuple(_string_list(addresses, f"{origin.at()} mirrors.{registry}"))
     return mirrors
 
 
-def _pull_settings(table: dict) -> PullSettings:
-    values = _check_keys(table, PULL_KEYS, "[tool.buildlib.pull]")
+def _pull_settings(table: dict, origin: Origin) -> PullSettings:
+    values = _check_keys(table, PULL_KEYS, origin, "pull")
     for key in ("attempts", "timeout"):
         if key in values and values[key] <= 0:
-            raise SettingsError(f"pyproject.toml [tool.buildlib.pull] {key}: must be more than 0, not {values[key]}")
+            raise SettingsError(f"{origin.at('pull')} {key}: must be more than 0, not {values[key]}")
     if values.get("backoff", 0) < 0:
-        raise SettingsError(f"pyproject.toml [tool.buildlib.pull] backoff: must not be negative, not {values['backoff']}")
+        raise SettingsError(f"{origin.at('pull')} backoff: must not be negative, not {values['backoff']}")
     return PullSettings(**values)
 
 
-def _service_settings(name: str, table: object) -> ServiceSettings:
-    where = f"[tool.buildlib.services.{name}]"
+def _service_settings(name: str, table: object, origin: Origin) -> ServiceSettings:
+    where = origin.at(f"services.{name}")
     if not isinstance(table, dict):
-        raise SettingsError(f"pyproject.toml {where}: must be a table, not {table!r}")
-    values = _check_keys(table, SERVICE_KEYS, where)
+        raise SettingsError(f"{where}: must be a table, not {table!r}")
+    values = _check_keys(table, SERVICE_KEYS, origin, f"services.{name}")
     args = values.get("args", {})
     bad = [key for key, value in args.items() if not isinstance(value, str)]
     if bad:
-        raise SettingsError(f"pyproject.toml {where} args.{bad[0]}: must be a string, not {args[bad[0]]!r}")
+        raise SettingsError(f"{where} args.{bad[0]}: must be a string, not {args[bad[0]]!r}")
     if "templates" in values:
         templates = _string_list(values["templates"], f"{where} templates")
         bad = [path for path in templates if not path.endswith(".tpl")]
         if bad:
-            raise SettingsError(f"pyproject.toml {where} templates: '{bad[0]}' does not end with .tpl")
+            raise SettingsError(f"{where} templates: '{bad[0]}' does not end with .tpl")
         values["templates"] = tuple(templates)
     if "secret_args" in values:
         values["secret_args"] = _arg_names(values["secret_args"], f"{where} secret-args")
@@ -213,7 +242,7 @@ def _service_settings(name: str, table: object) -> ServiceSettings:
 def _arg_names(value: list, where: str) -> tuple[str, ...]:
     bad = [name for name in _string_list(value, where) if not VARIABLE_NAME.fullmatch(name)]
     if bad:
-        raise SettingsError(f"pyproject.toml {where}: '{bad[0]}' is not a build arg name")
+        raise SettingsError(f"{where}: '{bad[0]}' is not a build arg name")
     return tuple(value)
 
 
@@ -226,7 +255,7 @@ def _flag(value: object, name: str) -> bool:
     raise SettingsError(f"{name}={value}: must be 1 or 0")
 
 
-def _validate(settings: Settings) -> None:
+def _validate(settings: Settings, origin: Origin) -> None:
     if not NAME_PATTERN.fullmatch(settings.project):
         raise SettingsError(
             f"project '{settings.project}': not a valid image name (lower-case letters, digits, and . _ - between them)")
@@ -240,16 +269,16 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"mirror '{mirror}': not a registry address like host[:port][/path]")
     if settings.builder and not BUILDER_PATTERN.fullmatch(settings.builder):
         raise SettingsError(f"builder '{settings.builder}': not a buildx builder name (letters, digits, _ . -)")
-    for where, network in [("[tool.buildlib] network", settings.network)] + [
-            (f"[tool.buildlib.services.{name}] network", service.network) for name, service in settings.services.items()]:
+    for where, network in [(origin.at(), settings.network)] + [
+            (origin.at(f"services.{name}"), service.network) for name, service in settings.services.items()]:
         if network is not None and network not in NETWORKS:
-            raise SettingsError(f"pyproject.toml {where}: '{network}' is not one of {', '.join(NETWORKS)}")
+            raise SettingsError(f"{where} network: '{network}' is not one of {', '.join(NETWORKS)}")
     for name, service in settings.services.items():
-        _refuse_secret_values(settings.secret_args, service.args, f"[tool.buildlib.services.{name}]")
+        _refuse_secret_values(settings.secret_args, service.args, origin.at(f"services.{name}"))
 
 
 def _refuse_secret_values(secret_args: tuple[str, ...], args: Mapping[str, str], where: str) -> None:
     shown = next((name for name in secret_args if name in args), None)
     if shown:
-        raise SettingsError(f"pyproject.toml {where} args.{shown}: a secret build arg takes its value "
+        raise SettingsError(f"{where} args.{shown}: a secret build arg takes its value "
                             "from the environment, never from this file")

@@ -94,8 +94,12 @@ class Repo:
 
     def doit(self, *args: str, env: dict | None = None, wrapper: tuple[str, ...] = ()) -> Run:
         """A doit run in the repository (under wrapper, a command that runs the rest, when given)."""
-        done = subprocess.run([*wrapper, sys.executable, "-m", "doit", *args], cwd=self.path,
-                              env=self.environment(env), capture_output=True, text=True, timeout=600)
+        return self.run(sys.executable, "-m", "doit", *args, env=env, wrapper=wrapper)
+
+    def run(self, *command: str, env: dict | None = None, wrapper: tuple[str, ...] = ()) -> Run:
+        """A command run in the repository with this test's environment."""
+        done = subprocess.run([*wrapper, *command], cwd=self.path, env=self.environment(env), capture_output=True,
+                              text=True, timeout=600)
         return Run(done.returncode, done.stdout, done.stderr)
 
     def start(self, *args: str) -> Started:

@@ -71,6 +71,27 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path, text, variables, message
     assert "\n" not in str(caught.value)
 
 
-def test_missing_pyproject(tmp_path):
-    with pytest.raises(SettingsError, match="pyproject.toml: not found"):
+def test_missing_settings(tmp_path):
+    with pytest.raises(SettingsError, match="no buildlib.toml and no pyproject.toml with a .tool.buildlib. table"):
+        load_settings(tmp_path, {}, {})
+
+
+def test_buildlib_toml_holds_the_same_keys_at_its_top(tmp_path):
+    (tmp_path / "buildlib.toml").write_text('project = "shop"\ntag = "7"\n[services.web]\nargs = { A = "1" }\n')
+    settings = load_settings(tmp_path, {}, {})
+    assert (settings.project, settings.tag, settings.for_service("web").args) == ("shop", "7", {"A": "1"})
+    (tmp_path / "buildlib.toml").write_text('project = "shop"\n[services.web]\nargs = { A = 1 }\n')
+    with pytest.raises(SettingsError, match=r"^buildlib.toml \[services.web\] args.A: must be a string, not 1$"):
+        load_settings(tmp_path, {}, {})
+    (tmp_path / "buildlib.toml").write_text('project = "shop"\ncolour = "red"\n')
+    with pytest.raises(SettingsError, match=r"^buildlib.toml: unknown key 'colour'"):
+        load_settings(tmp_path, {}, {})
+    (tmp_path / "pyproject.toml").write_text('[tool.buildlib]\nproject = "other"\n')
+    with pytest.raises(SettingsError, match="both buildlib.toml and pyproject.toml .tool.buildlib. hold"):
+        load_settings(tmp_path, {}, {})
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')   # a Python project's own file: fine
+    (tmp_path / "buildlib.toml").write_text('project = "shop"\n')
+    assert load_settings(tmp_path, {}, {}).project == "shop"
+    (tmp_path / "buildlib.toml").write_text('project = \n')
+    with pytest.raises(SettingsError, match="buildlib.toml: not valid TOML"):
         load_settings(tmp_path, {}, {})

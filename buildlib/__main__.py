@@ -1,0 +1,6 @@
+"""`python -m buildlib`: the buildlib command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
