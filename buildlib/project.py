@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Mapping
 
 from .dockerfile import analyse
-from .errors import BuildlibError, SettingsError
-from .settings import NAME_PATTERN, Settings
+from .errors import BuildlibError
+from .settings import Settings
+from .sources import Declared, declared_services
 from .templates import SUFFIX, Template
 
-MAX_REPOSITORY = 255   # characters of [registry/]name, Docker's limit
 # What BUILDPLATFORM (and TARGETPLATFORM, unless a platform is set) name: this machine's platform.
 NATIVE_PLATFORM = "linux/" + {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7"}.get(
     platform.machine(), platform.machine())
@@ -79,12 +79,15 @@ class Project:
 
 def load_project(settings: Settings) -> Project:
     """Find and analyse every service; a service that cannot be analysed is recorded, not fatal."""
-    folders = _service_folders(settings)
-    images = {settings.image(name): name for name in folders}
+    declared = declared_services(settings)
+    images = {record.image: name for name, record in declared.items() if isinstance(record, Declared)}
     services, broken = {}, {}
-    for name, folder in folders.items():
+    for name, record in declared.items():
+        if isinstance(record, str):
+            broken[name] = record
+            continue
         try:
-            services[name] = _service(settings, name, folder, images)
+            services[name] = _service(settings, record, images)
         except BuildlibError as error:
             broken[name] = str(error)
     for name, why in _cycles(services).items():
@@ -93,65 +96,43 @@ def load_project(settings: Settings) -> Project:
     return Project(settings, services, broken)
 
 
-def _service_folders(settings: Settings) -> dict[str, Path]:
-    top = settings.root / settings.services_dir
-    if not top.is_dir():
-        raise SettingsError(f"services-dir '{settings.services_dir}': no such folder under {settings.root}")
-    folders = {
-        path.name: path for path in sorted(top.iterdir())
-        if path.is_dir() and not path.name.startswith(".")
-        and (path / settings.for_service(path.name).dockerfile).is_file()}
-    for name in settings.services:
-        if name not in folders:
-            raise SettingsError(
-                f"[tool.buildlib.services.{name}]: no folder {settings.services_dir}/{name} with a Dockerfile")
-    return folders
-
-
-def _service(settings: Settings, name: str, folder: Path, images: Mapping[str, str]) -> Service:
-    if not NAME_PATTERN.fullmatch(f"{settings.project}-{name}"):
-        raise BuildlibError(f"{settings.services_dir}/{name}: '{name}' cannot be part of an image name "
-                            "(use lower-case letters, digits, and . _ - between them)")
-    repository = settings.image(name).rsplit(":", 1)[0]
-    if len(repository) > MAX_REPOSITORY:
-        raise BuildlibError(f"{settings.services_dir}/{name[:40]}...: the image name would be {len(repository)} "
-                            f"characters long, Docker allows {MAX_REPOSITORY}: use a shorter folder name")
-    own = settings.for_service(name)
-    dockerfile, context = folder / own.dockerfile, folder / own.context
-    shown = dockerfile.relative_to(settings.root).as_posix()
-    build_args = {**own.args, "REGISTRY": f"{settings.registry}/" if settings.registry else "",
+def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) -> Service:
+    dockerfile, context = declared.dockerfile, declared.context
+    shown = dockerfile.relative_to(settings.root).as_posix() if dockerfile.is_relative_to(settings.root) else str(dockerfile)
+    build_args = {**declared.args, "REGISTRY": f"{settings.registry}/" if settings.registry else "",
                   "TAG": settings.tag}
     try:
         data = dockerfile.read_bytes()
     except OSError as error:
         raise BuildlibError(f"{shown}: cannot read ({error.strerror})") from None
-    analysis = analyse(data, shown, build_args, own.target, own.platform, NATIVE_PLATFORM)
+    analysis = analyse(data, shown, build_args, declared.target, declared.platform, NATIVE_PLATFORM)
     # A secret reaches a build as a BuildKit secret (or, with the classic builder, as a build arg).
-    secrets = sorted(set(settings.secret_args + own.secret_args) & (analysis.declared_args | analysis.secret_ids))
+    secrets = sorted(set(settings.secret_args + declared.secret_args) & (analysis.declared_args | analysis.secret_ids))
     refs = sorted({use.ref for use in analysis.images})
     externals: dict[str, ExternalImage] = {}
     for use in analysis.images:
         if use.ref not in images and externals.get(use.ref, ExternalImage(use.ref, None)).platform is None:
             externals[use.ref] = ExternalImage(use.ref, use.platform)
+    name = declared.name
     return Service(
-        name=name, image=settings.image(name), context=str(context.resolve()), dockerfile=str(dockerfile.resolve()),
-        target=own.target, platform=own.platform, build_args=build_args,
+        name=name, image=declared.image, context=str(context.resolve()), dockerfile=str(dockerfile.resolve()),
+        target=declared.target, platform=declared.platform, build_args=build_args,
         hashed_args={key: value for key, value in build_args.items() if key in analysis.seen_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
         base_services=tuple(sorted({images[ref] for ref in refs if ref in images})),
-        templates=tuple(_template(settings, folder, path) for path in own.templates),
+        templates=tuple(_template(settings, declared, path) for path in declared.templates),
         context_sources=None if analysis.unresolved else analysis.context_sources,
         whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
         digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets),
-        network=own.network or settings.network, instructions_digest=analysis.instructions_digest,
+        network=declared.network or settings.network, instructions_digest=analysis.instructions_digest,
         dockerfile_sha256=hashlib.sha256(data).hexdigest())
 
 
-def _template(settings: Settings, folder: Path, path: str) -> Template:
-    source = folder / path
+def _template(settings: Settings, declared: Declared, path: str) -> Template:
+    source = declared.folder / path
     shown = source.relative_to(settings.root).as_posix()
     if not source.is_file():
-        raise BuildlibError(f"{shown}: template not found (named in [tool.buildlib.services.{folder.name}] templates)")
+        raise BuildlibError(f"{shown}: template not found (named in [tool.buildlib.services.{declared.name}] templates)")
     return Template(str(source.resolve()), str(source.resolve())[:-len(SUFFIX)], shown)
 
 
