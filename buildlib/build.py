@@ -82,7 +82,7 @@ def _produce(service: Service, settings: Settings, revision: str | None, known: 
         image=service.image, context=service.context, dockerfile=_analysed_dockerfile(service),
         dockerfile_path=_shown(service.dockerfile, settings.root), args=service.build_args, secrets=secrets,
         labels=labels, target=service.target, platform=service.platform, network=service.network,
-        nocache=settings.force)
+        nocache=settings.force, contexts=service.build_contexts)
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w", encoding="utf-8") as output:

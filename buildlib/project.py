@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -48,6 +48,7 @@ class Service:
     network: str | None = None                       # RUN steps' network; None: the builder's default
     instructions_digest: str = ""                    # what of the Dockerfile enters the hash (Analysis)
     dockerfile_sha256: str = ""                      # of the bytes analysed: a build sends exactly those
+    build_contexts: Mapping[str, str] = field(default_factory=dict)   # name -> docker-image://REF, for the build
 
     @property
     def internal_images(self) -> tuple[str, ...]:
@@ -61,6 +62,11 @@ class Project:
     settings: Settings
     services: Mapping[str, Service]     # services that can be built, by name
     broken: Mapping[str, str]           # service name -> the one line that says why it cannot be built
+    images: Mapping[str, str] = field(default_factory=dict)   # service name -> its image, broken ones too
+
+    def image(self, name: str) -> str:
+        """The reference a service's image is tagged with, as its source names it."""
+        return self.images.get(name) or self.settings.image(name)
 
     @property
     def names(self) -> list[str]:
@@ -93,7 +99,7 @@ def load_project(settings: Settings) -> Project:
     for name, why in _cycles(services).items():
         broken[name] = why
         del services[name]
-    return Project(settings, services, broken)
+    return Project(settings, services, broken, {ref_name: ref for ref, ref_name in images.items()})
 
 
 def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) -> Service:
@@ -108,11 +114,14 @@ def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) 
     analysis = analyse(data, shown, build_args, declared.target, declared.platform, NATIVE_PLATFORM)
     # A secret reaches a build as a BuildKit secret (or, with the classic builder, as a build arg).
     secrets = sorted(set(settings.secret_args + declared.secret_args) & (analysis.declared_args | analysis.secret_ids))
-    refs = sorted({use.ref for use in analysis.images})
+    contexts = _image_contexts(declared, images)
+    # BuildKit puts a named context's image where FROM, --from or --mount=from= name it.
+    uses = [(contexts.get(use.ref, use.ref), use.platform) for use in analysis.images]
+    refs = sorted({ref for ref, _ in uses})
     externals: dict[str, ExternalImage] = {}
-    for use in analysis.images:
-        if use.ref not in images and externals.get(use.ref, ExternalImage(use.ref, None)).platform is None:
-            externals[use.ref] = ExternalImage(use.ref, use.platform)
+    for ref, wanted in uses:
+        if ref not in images and externals.get(ref, ExternalImage(ref, None)).platform is None:
+            externals[ref] = ExternalImage(ref, wanted)
     name = declared.name
     return Service(
         name=name, image=declared.image, context=str(context.resolve()), dockerfile=str(dockerfile.resolve()),
@@ -125,7 +134,24 @@ def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) 
         whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
         digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets),
         network=declared.network or settings.network, instructions_digest=analysis.instructions_digest,
-        dockerfile_sha256=hashlib.sha256(data).hexdigest())
+        dockerfile_sha256=hashlib.sha256(data).hexdigest(),
+        build_contexts={name: f"docker-image://{ref}" for name, ref in contexts.items()})
+
+
+def _image_contexts(declared: Declared, images: Mapping[str, str]) -> dict[str, str]:
+    """Each named build context -> the image it stands for: another service's, or the one it names."""
+    own_images = {name: ref for ref, name in images.items()}
+    found = {}
+    for name, value in declared.contexts.items():
+        kind, _, rest = value.partition(":")
+        if kind != "service":
+            found[name] = rest.removeprefix("//")
+        elif rest in own_images:
+            found[name] = own_images[rest]
+        else:
+            raise BuildlibError(f"{declared.shown}: build context {name} is service:{rest}, which is not a service "
+                                "buildlib builds here")
+    return found
 
 
 def _template(settings: Settings, declared: Declared, path: str) -> Template:

@@ -52,6 +52,7 @@ class ServiceSettings:
     templates: tuple[str, ...] = ()     # config templates (*.tpl) rendered into the folder before a build
     secret_args: tuple[str, ...] = ()   # build args whose values come from the environment and never show
     network: str | None = None          # RUN steps' network; None: the global setting
+    contexts: Mapping[str, str] = field(default_factory=dict)   # named build contexts: service:X, docker-image://R
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ SERVICE_KEYS = {
     "templates": ("templates", list, "a list of paths of *.tpl files"),
     "secret-args": ("secret_args", list, "a list of build arg names"),
     "network": ("network", str, "a network mode for RUN steps (default, none, host)"),
+    "contexts": ("contexts", dict, "a table of named build contexts (service:NAME or docker-image://REF)"),
 }
 
 
@@ -129,7 +131,7 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
     table, origin = _read_table(root)
     values = _check_keys(table, TOP_KEYS, origin, "")
     if "project" not in values:
-        raise SettingsError(f"{origin.at()}: missing key 'project' (images are named {{project}}-{{service}})")
+        values["project"] = default_project(root)
     values["mirrors"] = _mirrors(values.get("mirrors", []), origin)
     values["pull"] = _pull_settings(values.get("pull", {}), origin)
     values["services"] = {
@@ -151,21 +153,28 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
 
 
 def _read_table(root: Path) -> tuple[dict, Origin]:
-    """buildlib's table: all of buildlib.toml when there is one, else [tool.buildlib] of pyproject.toml."""
+    """buildlib's table: all of buildlib.toml, else [tool.buildlib] of pyproject.toml, else none (all defaults)."""
     own, pyproject = root / SETTINGS_FILE, root / "pyproject.toml"
+    in_pyproject = read_toml(pyproject).get("tool", {}).get("buildlib") if pyproject.is_file() else None
     if own.is_file():
-        document = read_toml(own)
-        if pyproject.is_file() and isinstance(read_toml(pyproject).get("tool", {}).get("buildlib"), dict):
+        if in_pyproject is not None:
             raise SettingsError(f"{root}: both {SETTINGS_FILE} and pyproject.toml [tool.buildlib] hold buildlib's "
                                 "settings; keep one")
-        return document, Origin(SETTINGS_FILE, "")
-    if not pyproject.is_file():
-        raise SettingsError(f"{root}: no {SETTINGS_FILE} and no pyproject.toml with a [tool.buildlib] table "
-                            "(buildlib reads its settings from one of them)")
-    table = read_toml(pyproject).get("tool", {}).get("buildlib")
-    if not isinstance(table, dict):
-        raise SettingsError(f"{pyproject}: no [tool.buildlib] table")
-    return table, Origin("pyproject.toml", "tool.buildlib")
+        return read_toml(own), Origin(SETTINGS_FILE, "")
+    if in_pyproject is None:
+        return {}, Origin(SETTINGS_FILE, "")
+    if not isinstance(in_pyproject, dict):
+        raise SettingsError(f"{pyproject}: tool.buildlib must be a table, not {in_pyproject!r}")
+    return in_pyproject, Origin("pyproject.toml", "tool.buildlib")
+
+
+def default_project(root: Path) -> str:
+    """compose's default project name: the folder's name in lower case, without what an image name cannot hold."""
+    name = re.sub(r"[^a-z0-9_-]", "", root.resolve().name.lower()).lstrip("_-")
+    if not NAME_PATTERN.fullmatch(name):
+        raise SettingsError(f"{root}: its folder name gives no valid project name (images are named "
+                            "{project}-{service}): set project in buildlib.toml or pyproject.toml [tool.buildlib]")
+    return name
 
 
 def read_toml(path: Path) -> dict:
@@ -236,7 +245,22 @@ def _service_settings(name: str, table: object, origin: Origin) -> ServiceSettin
     if "secret_args" in values:
         values["secret_args"] = _arg_names(values["secret_args"], f"{where} secret-args")
         _refuse_secret_values(values["secret_args"], args, where)
+    for context, value in values.get("contexts", {}).items():
+        defect = context_defect(value) if isinstance(value, str) else f"must be a string, not {value!r}"
+        if defect:
+            raise SettingsError(f"{where} contexts.{context}: {defect}")
     return ServiceSettings(**values)
+
+
+IMAGE_CONTEXTS = ("service:", "docker-image://")
+
+
+def context_defect(value: str) -> str:
+    """Why a named build context is not one buildlib builds with ('' when it is)."""
+    if value.startswith(IMAGE_CONTEXTS) and value.split(":", 1)[1].strip("/"):
+        return ""
+    return (f"'{value}' is not supported by buildlib yet (it takes service:NAME and docker-image://REF, "
+            "not folders or URLs)")
 
 
 def _arg_names(value: list, where: str) -> tuple[str, ...]:

@@ -230,7 +230,7 @@ def statuses(project: Project) -> list[dict]:
     verdict_of = local_verdicts(project)
     rows, remote = [], None
     for name in project.names:
-        verdict, image = verdict_of(name), project.settings.image(name)
+        verdict, image = verdict_of(name), project.image(name)
         # Once the registry is unreachable it is not asked again.
         if project.settings.registry and (remote is None or remote.status is not RemoteStatus.UNREACHABLE):
             remote = registry.remote_status(image, _inputs_hash(project, name, verdict))
@@ -260,7 +260,7 @@ def _inputs_hash(project: Project, name: str, verdict: Verdict) -> str | None:
 def _verdict(project: Project, name: str, record: dict | None, lock: dict[str, str], known: dict[str, str],
              engine_images: Catalog, verdict_of) -> Verdict:
     if name in project.broken:
-        exists = engine_images.inspect(project.settings.image(name)) is not None
+        exists = engine_images.inspect(project.image(name)) is not None
         return Verdict(ImageStatus.STALE if exists else ImageStatus.MISSING, project.broken[name])
     service = project.services[name]
     verdict = service_status(service, project.settings.project, record, engine_images.inspect)
@@ -416,8 +416,8 @@ def task_build():
     for name in project.names:
         if name in project.broken:
             yield {"name": name, "actions": [(refuse, [project.broken[name]])],
-                   "meta": {"service": name, "image": settings.image(name)},
-                   "doc": f"build {settings.image(name)}"}
+                   "meta": {"service": name, "image": project.image(name)},
+                   "doc": f"build {project.image(name)}"}
             continue
         service = project.services[name]
         yield {
@@ -438,7 +438,7 @@ def task_push():
     project = current_project()
     settings, names = project.settings, project.names
     for index, name in enumerate(names, 1):
-        image = settings.image(name)
+        image = project.image(name)
         task = {"name": name, "meta": {"pushed": name}, "doc": f"push {image}"}
         if not settings.registry:
             yield {**task, "actions": [(refuse, [NO_REGISTRY])]}

@@ -31,6 +31,12 @@ services:
     image: ${IMAGE_NAME}:${DEMO_VERSION}-cart
   web:
     build: ./src/web
+  api:
+    build:
+      context: ./src/api
+      additional_contexts:
+        base: service:base
+        tools: docker-image://127.0.0.1:5000/library/busybox:1.36
   db:
     image: postgres:16
 """
@@ -43,6 +49,8 @@ FILES = {
     "src/cart/cart.txt": "cart\n",
     "src/web/Dockerfile": "FROM 127.0.0.1:5000/library/busybox:1.36\nCOPY page.html /page.html\n",
     "src/web/page.html": "<p>shop</p>\n",
+    "src/api/Dockerfile": "FROM base\nCOPY --from=tools /bin/true /tools-true\nCOPY api.txt /api.txt\n",
+    "src/api/api.txt": "api\n",
     "README.md": "no instruction reads me\n",
 }
 
@@ -75,6 +83,7 @@ def needs_compose():
 
 
 def test_services_are_those_with_a_build_named_as_compose_names_them(shop, uid):
+    (shop / "buildlib.toml").unlink()      # nothing written for buildlib
     project = project_of(shop)
     assert project.broken == {}
     built = {service.image for service in project.services.values()}
@@ -82,6 +91,10 @@ def test_services_are_those_with_a_build_named_as_compose_names_them(shop, uid):
     assert built == {f"{ref}:latest" if ":" not in ref else ref for ref in theirs}
     assert project.services["web"].image == f"shop{uid}-web:latest"     # compose's project is the folder's name
     assert project.services["cart"].base_services == ("base",)
+    api = project.services["api"]     # FROM base, COPY --from=tools: the named contexts' images
+    assert (api.base_services, api.base_images) == (("base",), ("127.0.0.1:5000/library/busybox:1.36", f"sh{uid}:1.2-base"))
+    assert api.build_contexts == {"base": f"docker-image://sh{uid}:1.2-base",
+                                  "tools": "docker-image://127.0.0.1:5000/library/busybox:1.36"}
 
 
 def test_build_keys_follow_compose(shop, uid, monkeypatch):
@@ -100,14 +113,19 @@ def test_build_keys_follow_compose(shop, uid, monkeypatch):
 
 
 def test_what_buildlib_cannot_build_yet_is_one_line_per_service(shop):
-    (shop / "compose.yaml").write_text(COMPOSE + "  tools:\n    build:\n      context: .\n      ssh: [default]\n")
-    assert project_of(shop).broken == {"tools": "compose.yaml tools: build.ssh is not supported by buildlib yet"}
+    (shop / "compose.yaml").write_text(COMPOSE + "  tools:\n    build:\n      context: .\n      ssh: [default]\n"
+                                       "  docs:\n    build:\n      context: .\n      additional_contexts:\n"
+                                       "        assets: ./src/web\n")
+    broken = project_of(shop).broken
+    assert broken["tools"] == "compose.yaml tools: build.ssh is not supported by buildlib yet"
+    assert broken["docs"].startswith(f"compose.yaml docs: build.additional_contexts.assets: '{shop}/src/web' is not "
+                                     "supported by buildlib yet (it takes service:NAME and docker-image://REF")
 
 
 def test_compose_is_asked_again_only_when_a_file_or_the_environment_changes(shop, tmp_path, monkeypatch):
     project_of(shop)
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))     # no docker CLI: only the cache can answer
-    assert sorted(project_of(shop).services) == ["base", "cart", "web"]
+    assert sorted(project_of(shop).services) == ["api", "base", "cart", "web"]
     (shop / ".env").write_text((shop / ".env").read_text() + "LEVEL=warn\n")
     with pytest.raises(Exception, match="reading it needs `docker compose`; there is no docker CLI on PATH"):
         project_of(shop)
@@ -119,13 +137,14 @@ def test_buildlib_builds_the_compose_services_in_order(shop, client, uid):
         assert run.returncode == 0, run.stderr
         rows = {row["service"]: row for row in json.loads(subprocess.run(
             ["buildlib", "status", "format=json"], cwd=shop, capture_output=True, text=True, check=True).stdout)}
-        assert {name: row["status"] for name, row in rows.items()} == {"base": "OK", "cart": "OK", "web": "OK"}
+        assert {name: row["status"] for name, row in rows.items()} == {"api": "OK", "base": "OK", "cart": "OK", "web": "OK"}
+        assert rows["cart"]["image"] == f"sh{uid}:1.2-cart"      # compose's name, in what status says too
         (shop / "README.md").write_text("edited\n")
         (shop / "src/base/lib.txt").write_text("lib 2\n")
         again = subprocess.run(["buildlib", "status"], cwd=shop, capture_output=True, text=True, check=True).stdout
-        assert "src/base/lib.txt changed" in again and "base service base is STALE" in again, again
+        assert "src/base/lib.txt changed" in again and again.count("base service base is STALE") == 2, again
     finally:
-        for ref in (f"sh{uid}:1.2-base", f"sh{uid}:1.2-cart", f"shop{uid}-web:latest"):
+        for ref in (f"sh{uid}:1.2-base", f"sh{uid}:1.2-cart", f"shop{uid}-web:latest", f"shop{uid}-api:latest"):
             try:
                 client.remove_image(ref, force=True)
             except Exception:   # noqa: BLE001 - not built when the run failed

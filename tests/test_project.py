@@ -68,3 +68,23 @@ def test_settings_for_a_service_without_a_folder(sample):
         file.write('\n[tool.buildlib.services.ghost]\ntarget = "x"\n')
     with pytest.raises(SettingsError, match=r"\[tool.buildlib.services.ghost\]: no folder services/ghost"):
         project_of(sample)
+
+
+def test_a_named_context_stands_for_another_services_image_or_an_image(tmp_path):
+    for name, dockerfile in {"app": "FROM base\nCOPY --from=tools /x /x\n", "lib": "FROM alpine:3.20\n"}.items():
+        (tmp_path / "services" / name).mkdir(parents=True)
+        (tmp_path / "services" / name / "Dockerfile").write_text(dockerfile)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.buildlib]\nproject = "p"\n[tool.buildlib.services.app]\n'
+        'contexts = { base = "service:lib", tools = "docker-image://busybox:1.36" }\n')
+    app = project_of(tmp_path).services["app"]
+    assert (app.base_services, app.base_images) == (("lib",), ("busybox:1.36", "p-lib:latest"))
+    assert app.build_contexts == {"base": "docker-image://p-lib:latest", "tools": "docker-image://busybox:1.36"}
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.buildlib]\nproject = "p"\n[tool.buildlib.services.app]\ncontexts = { base = "service:nope" }\n')
+    assert project_of(tmp_path).broken["app"] == (
+        "services/app: build context base is service:nope, which is not a service buildlib builds here")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.buildlib]\nproject = "p"\n[tool.buildlib.services.app]\ncontexts = { base = "../lib" }\n')
+    with pytest.raises(SettingsError, match=r"services.app\] contexts.base: '../lib' is not supported by buildlib yet"):
+        project_of(tmp_path)

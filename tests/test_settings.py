@@ -53,7 +53,6 @@ def test_service_overrides(tmp_path):
     (BASE + "[tool.buildlib.pull]\nattempts = true\n", {}, "attempts: must be a whole number"),
     (BASE + "[tool.buildlib.pull]\nretries = 2\n", {}, "[tool.buildlib.pull]: unknown key 'retries'"),
     ('[tool.buildlib]\nproject = 3\n', {}, "project: must be a string, not 3"),
-    ('[tool.buildlib]\ntag = "x"\n', {}, "missing key 'project'"),
     (BASE + "[tool.buildlib.services.a]\nimage = 'x'\n", {}, "[tool.buildlib.services.a]: unknown key 'image'"),
     (BASE + "[tool.buildlib.services.a]\nargs = { N = 1 }\n", {}, "args.N: must be a string, not 1"),
     (BASE, {"tag": "bad tag"}, "tag 'bad tag': not a valid image tag"),
@@ -61,7 +60,7 @@ def test_service_overrides(tmp_path):
     (BASE, {"registry": "http://x"}, "registry 'http://x': not a registry address"),
     (BASE, {"force": "maybe"}, "force=maybe: must be 1 or 0"),
     ('[tool.buildlib]\nproject = "AI"\n', {}, "project 'AI': not a valid image name"),
-    ("[tool.other]\n", {}, "no [tool.buildlib] table"),
+    ("tool = { buildlib = 3 }\n", {}, "tool.buildlib must be a table, not 3"),
     ("[tool.buildlib\n", {}, "not valid TOML"),
 ])
 def test_mistakes_are_one_line_naming_the_key(tmp_path, text, variables, message):
@@ -71,9 +70,18 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path, text, variables, message
     assert "\n" not in str(caught.value)
 
 
-def test_missing_settings(tmp_path):
-    with pytest.raises(SettingsError, match="no buildlib.toml and no pyproject.toml with a .tool.buildlib. table"):
-        load_settings(tmp_path, {}, {})
+def test_without_settings_every_key_has_its_default_and_the_project_is_named_as_compose_names_it(tmp_path):
+    root = tmp_path / "My Shop_2"
+    root.mkdir()
+    assert load_settings(root, {}, {}).project == "myshop_2"
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\n')     # a Python project's own file
+    assert load_settings(root, {}, {"BUILDLIB_TAG": "7"}).tag == "7"
+    (root / "pyproject.toml").write_text('[tool.buildlib]\ntag = "x"\n')
+    assert load_settings(root, {}, {}).project == "myshop_2"
+    odd = tmp_path / "__"
+    odd.mkdir()
+    with pytest.raises(SettingsError, match="its folder name gives no valid project name"):
+        load_settings(odd, {}, {})
 
 
 def test_buildlib_toml_holds_the_same_keys_at_its_top(tmp_path):

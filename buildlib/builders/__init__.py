@@ -28,6 +28,7 @@ class BuildRequest:
     target: str | None = None
     platform: str | None = None
     network: str | None = None                  # RUN steps' network mode; None: the builder's default
+    contexts: Mapping[str, str] = field(default_factory=dict)  # named build contexts: name -> docker-image://REF
     nocache: bool = False
 
 
@@ -53,6 +54,6 @@ def builder_for(name: str) -> Builder:
     if name:
         return buildkit.Missing(f"builder {name} is set, but {reason}")
     state.warn(f"{reason}: building with the classic builder, which cannot build RUN --mount, COPY --chmod "
-               "or --link, heredocs, FROM --platform=$BUILDPLATFORM, and writes build args into the image "
-               "history (so secret-args stay out of the stages the image is made of)", sys.__stderr__)
+               "or --link, heredocs, FROM --platform=$BUILDPLATFORM, named build contexts, and writes build args "
+               "into the image history (so secret-args stay out of the stages the image is made of)", sys.__stderr__)
     return classic.Classic()

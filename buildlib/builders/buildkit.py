@@ -114,6 +114,8 @@ class BuildKit:
             command += ["--build-arg", f"{key}={value}"]
         for name in request.secrets:
             command += ["--secret", f"id={name},env={name}"]
+        for name, value in request.contexts.items():
+            command += ["--build-context", f"{name}={value}"]
         network = request.network or default_network
         for flag, value in (("--target", request.target), ("--platform", request.platform), ("--network", network)):
             if value:

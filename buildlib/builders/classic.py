@@ -24,6 +24,9 @@ class Classic:
     name: str = "classic"
 
     def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
+        if request.contexts:
+            raise BuildlibError(f"{request.dockerfile_path}: named build contexts ({', '.join(request.contexts)}) "
+                                "need BuildKit, and no buildx answers here")
         inherited = analyse(request.dockerfile, request.dockerfile_path, request.args, request.target).inherited_args
         kept = next((name for name in request.secrets if name in inherited), None)
         if kept:

@@ -24,6 +24,8 @@ class Declared:
     network: str | None = None
     templates: tuple[str, ...] = ()
     secret_args: tuple[str, ...] = ()
+    # Named build contexts that stand for images: name -> service:NAME or docker-image://REF.
+    contexts: Mapping[str, str] = field(default_factory=dict)
 
 
 def declared_services(settings: Settings) -> dict[str, Declared | str]:

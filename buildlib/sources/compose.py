@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import SettingsError
-from ..settings import Settings
+from ..settings import Settings, context_defect
 from . import Declared
 
 # What compose finds by itself at a project's root, and what can change its answer.
@@ -24,7 +24,7 @@ CACHE_FILE = Path(".buildlib") / "compose-config.json"
 REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 COMPOSE_VARIABLES = ("COMPOSE_FILE", "COMPOSE_PATH_SEPARATOR", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES",
                      "COMPOSE_ENV_FILES")
-BUILD_KEYS = {"context", "dockerfile", "args", "target", "network", "platforms"}
+BUILD_KEYS = {"context", "dockerfile", "args", "target", "network", "platforms", "additional_contexts"}
 # Keys that change how a build is cached or pulled, not what it makes.
 NEUTRAL_KEYS = {"cache_from", "cache_to", "pull", "no_cache"}
 
@@ -63,6 +63,10 @@ def _declared(settings: Settings, shown: str, name: str, service: Mapping, proje
     context = Path(build.get("context") or settings.root)
     if not context.is_absolute():   # compose makes a folder absolute, and leaves a git or https URL as it is
         return f"{shown}: build.context {build.get('context')} is not a folder (buildlib builds local contexts)"
+    contexts = build.get("additional_contexts") or {}
+    for context_name, value in contexts.items():
+        if context_defect(value):
+            return f"{shown}: build.additional_contexts.{context_name}: {context_defect(value)}"
     own = settings.for_service(name)
     image = service.get("image") or f"{project}-{name}"
     # compose passes `args: [NAME]` with no value from its environment only when set; unset ones stay out.
@@ -73,7 +77,7 @@ def _declared(settings: Settings, shown: str, name: str, service: Mapping, proje
         image=(f"{settings.registry}/{image}" if settings.registry else image) + ("" if _tagged(image) else ":latest"),
         args={**args, **own.args}, target=own.target or build.get("target"),
         platform=own.platform or (platforms[0] if platforms else None), network=own.network or build.get("network"),
-        templates=own.templates, secret_args=own.secret_args)
+        templates=own.templates, secret_args=own.secret_args, contexts={**contexts, **own.contexts})
 
 
 def _tagged(image: str) -> bool:

@@ -26,7 +26,7 @@ def declared(settings: Settings) -> dict[str, Declared | str]:
             found[name] = Declared(
                 name=name, shown=shown, folder=folder, context=folder / own.context, dockerfile=folder / own.dockerfile,
                 image=settings.image(name), args=own.args, target=own.target, platform=own.platform,
-                network=own.network, templates=own.templates, secret_args=own.secret_args)
+                network=own.network, templates=own.templates, secret_args=own.secret_args, contexts=own.contexts)
     return found
 
 
