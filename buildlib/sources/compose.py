@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Mapping
 
+from docker.utils import parse_repository_tag
+
+from ..dockerfile import REFERENCE
 from ..errors import SettingsError
 from ..settings import Settings, context_defect
 from . import Declared
@@ -21,7 +23,6 @@ OVERRIDE_FILES = ("compose.override.yaml", "compose.override.yml", "docker-compo
                   "docker-compose.override.yaml", ".env")
 CACHE_FILE = Path(".buildlib") / "compose-config.json"
 # The environment compose reads: the variables the files name, and its own settings.
-REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 COMPOSE_VARIABLES = ("COMPOSE_FILE", "COMPOSE_PATH_SEPARATOR", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES",
                      "COMPOSE_ENV_FILES")
 BUILD_KEYS = {"context", "dockerfile", "args", "target", "network", "platforms", "additional_contexts"}
@@ -64,9 +65,10 @@ def _declared(settings: Settings, shown: str, name: str, service: Mapping, proje
     if not context.is_absolute():   # compose makes a folder absolute, and leaves a git or https URL as it is
         return f"{shown}: build.context {build.get('context')} is not a folder (buildlib builds local contexts)"
     contexts = build.get("additional_contexts") or {}
-    for context_name, value in contexts.items():
-        if context_defect(value):
-            return f"{shown}: build.additional_contexts.{context_name}: {context_defect(value)}"
+    defects = {context_name: context_defect(value) for context_name, value in contexts.items()}
+    for context_name, defect in defects.items():
+        if defect:
+            return f"{shown}: build.additional_contexts.{context_name}: {defect}"
     own = settings.for_service(name)
     image = service.get("image") or f"{project}-{name}"
     # compose passes `args: [NAME]` with no value from its environment only when set; unset ones stay out.
@@ -74,15 +76,11 @@ def _declared(settings: Settings, shown: str, name: str, service: Mapping, proje
     return Declared(
         name=name, shown=shown, folder=context, context=context,
         dockerfile=context / build.get("dockerfile", "Dockerfile"),
-        image=(f"{settings.registry}/{image}" if settings.registry else image) + ("" if _tagged(image) else ":latest"),
+        image=(f"{settings.registry}/{image}" if settings.registry else image)
+        + ("" if parse_repository_tag(image)[1] else ":latest"),
         args={**args, **own.args}, target=own.target or build.get("target"),
         platform=own.platform or (platforms[0] if platforms else None), network=own.network or build.get("network"),
         templates=own.templates, secret_args=own.secret_args, contexts={**contexts, **own.contexts})
-
-
-def _tagged(image: str) -> bool:
-    name = image.split("@", 1)[0]
-    return "@" in image or ":" in name.rsplit("/", 1)[-1]
 
 
 def compose_config(root: Path, files: tuple[Path, ...]) -> dict:
