@@ -9,6 +9,9 @@ they ran; every lookup compares it, and once it moved, what was known is forgott
 images asked about next are inspected one by one (a listing costs as much as dozens of inspects).
 A build that says which name it changed costs its own process only that name, as long as no
 other process moved the mark meanwhile: a serial run does not inspect everything after each build.
+The listing asks only for the references the project uses, once it said which (expect_images): on the
+containerd store a listing costs about 10 ms for each image it returns, and a developer's engine
+holds many images that are not the project's.
 """
 from __future__ import annotations
 
@@ -29,6 +32,12 @@ HUB_HOSTS = ("docker.io/", "index.docker.io/")
 
 
 _catalogs: dict[tuple[int, Path], "Catalog"] = {}
+_expected: dict[Path, tuple[str, ...]] = {}   # by repository: kept across fork, as doit -n forks after loading
+
+
+def expect_images(root: Path, refs: Iterable[str]) -> None:
+    """The references the catalogs of this repository will be asked about; others are inspected one by one."""
+    _expected[root] = tuple(sorted({familiar(ref) for ref in refs}))
 
 
 def catalog(root: Path) -> "Catalog":
@@ -156,7 +165,8 @@ class Catalog:
         if self.listed:
             return   # after a change, only the few images asked about next: inspected one by one
         self.listed = True
-        for summary in engine.images({}):
+        wanted = _expected.get(self.root)
+        for summary in engine.images({"reference": list(wanted)} if wanted else {}):
             facts = self.facts.get(summary["Id"])
             for tag in summary.get("RepoTags") or []:
                 if facts is not None:

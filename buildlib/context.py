@@ -6,7 +6,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -16,6 +16,8 @@ from .errors import BuildlibError
 from .filecache import DigestCache
 
 CHUNK = 1 << 20
+LATER_FIELDS = ("labels", "tags")   # Inputs fields hashed only when set
+STATE_FOLDER = ".buildlib"   # buildlib's own, at the repository's root
 MAX_LISTED = 3
 
 
@@ -29,11 +31,15 @@ class Inputs:
     platform: str | None
     bases: Mapping[str, str]    # every base image reference -> its image ID in the engine
     scope: str = ""             # why files is the whole context, when COPY and ADD could not narrow it
+    labels: Mapping[str, str] = field(default_factory=dict)    # the source's own labels
+    tags: tuple[str, ...] = ()                                  # the references it gets besides its image
 
     @property
     def digest(self) -> str:
-        # Shallow: every field is a string, None or a flat mapping of strings, which json takes as it is.
-        fields_now = {field.name: getattr(self, field.name) for field in fields(self)}
+        # Shallow: every field is a string, None, a list or a flat mapping of strings, which json takes as it is.
+        # A field left at its default is left out, so that fields added later keep the hashes of images without them.
+        fields_now = {item.name: getattr(self, item.name) for item in fields(self)
+                      if item.name not in LATER_FIELDS or getattr(self, item.name)}
         canonical = json.dumps(fields_now, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -42,29 +48,29 @@ class Inputs:
         return asdict(self)
 
 
-def ignore_file(context: Path, dockerfile: Path) -> Path:
+def ignore_file(context: Path, dockerfile: Path | None) -> Path:
     """The ignore file a build follows: BuildKit takes <Dockerfile>.dockerignore next to the
-    Dockerfile over the context's .dockerignore."""
-    own = dockerfile.with_name(dockerfile.name + ".dockerignore")
-    return own if own.is_file() else context / ".dockerignore"
+    Dockerfile over the context's .dockerignore (a named context, without a Dockerfile, has only its own)."""
+    own = dockerfile and dockerfile.with_name(dockerfile.name + ".dockerignore")
+    return own if own and own.is_file() else context / ".dockerignore"
 
 
-def dockerignore_patterns(context: Path, dockerfile: Path) -> list[str]:
-    """The patterns of the build's ignore file, read the way docker-py's build reads them."""
+def dockerignore_patterns(context: Path, dockerfile: Path | None) -> list[str]:
+    """The patterns of the build's ignore file, read the way docker-py's build reads them; and buildlib's own
+    folder, whose logs and state change with every run, when the context holds it (a repository-root context)."""
     path = ignore_file(context, dockerfile)
-    if not path.exists():
-        return []
-    lines = (line.strip() for line in _read_text(path).splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    lines = (line.strip() for line in _read_text(path).splitlines()) if path.exists() else ()
+    own = [STATE_FOLDER] if (context / STATE_FOLDER).is_dir() else []
+    return [line for line in lines if line and not line.startswith("#")] + own
 
 
-def dockerfile_name(context: Path, dockerfile: Path) -> str:
+def dockerfile_name(context: Path, dockerfile: Path | None) -> str:
     """The Dockerfile's path in the context; docker-py sends one from outside under a name of its own."""
     context, dockerfile = context.resolve(), dockerfile.resolve()
     return dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ".dockerfile"
 
 
-def context_paths(context: Path, dockerfile: Path, cache: DigestCache | None = None) -> dict[str, os.stat_result]:
+def context_paths(context: Path, dockerfile: Path | None, cache: DigestCache | None = None) -> dict[str, os.stat_result]:
     """The paths (files and folders) that a build of this context sends to the engine, with their lstat.
 
     docker-py's matcher decides, as its own walk does, but each file's verdict is asked only when
@@ -75,8 +81,8 @@ def context_paths(context: Path, dockerfile: Path, cache: DigestCache | None = N
     patterns = dockerignore_patterns(context, dockerfile)
     if not patterns:
         return dict(sorted(_walk(str(context), "", lambda folder: False)))
-    kept_anyway = f"!{dockerfile_name(context, dockerfile)}"
-    matcher = PatternMatcher([*patterns, kept_anyway])
+    kept_anyway = f"!{dockerfile_name(context, dockerfile)}" if dockerfile else ""
+    matcher = PatternMatcher([*patterns, kept_anyway] if dockerfile else patterns)
     found = dict(sorted(_walk(str(context), "", lambda folder: _skipped(matcher, folder))))
     listing = json.dumps([patterns, kept_anyway, list(found)])
     kept = (cache or DigestCache(None)).kept_paths(
@@ -137,7 +143,7 @@ def _translate(source: str) -> str:
     return "".join(wildcards.get(char) or re.escape(char) for char in source)
 
 
-def file_digests(context: Path, dockerfile: Path, paths: Mapping[str, os.stat_result] | None = None,
+def file_digests(context: Path, dockerfile: Path | None, paths: Mapping[str, os.stat_result] | None = None,
                  cache: DigestCache | None = None) -> dict[str, str]:
     """Path -> 'kind mode digest' for context paths and their lstat (default: all it sends), symlinks by their target.
 
@@ -214,6 +220,9 @@ def changes(previous: Mapping, current: Inputs, listed: int | None = MAX_LISTED)
             reasons.append(f"build arg {name} changed")
     if retargeted:
         reasons.append(f"target changed to {current.target or '(last stage)'}")
+    for name in LATER_FIELDS:   # as the state file keeps them: a tuple comes back a list
+        if json.dumps(previous.get(name) or None) != json.dumps(getattr(current, name) or None):
+            reasons.append(f"{name} changed")
     if previous.get("platform") != current.platform:
         reasons.append(f"platform changed to {current.platform or '(default)'}")
     old_bases = previous.get("bases", {})

@@ -26,6 +26,7 @@ STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]*")
 HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LEADING_FLAGS = re.compile(r"(?:--\S+\s+)*")
+ONBUILD_LINE = re.compile(rb"^[ \t]*onbuild[ \t]", re.IGNORECASE | re.MULTILINE)
 DIRECTIVE = re.compile(r"#\s*([A-Za-z]+)\s*=\s*(\S*)\s*")
 REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 TRIGGER_LINE = 2    # an ONBUILD trigger, read after a FROM line of its own
@@ -94,6 +95,12 @@ def trigger_sources(triggers: list[str], base: str) -> tuple[tuple[str, ...], st
             return (), f"ONBUILD of {base}: {found.unresolved.removeprefix(f'line {TRIGGER_LINE}: ')}"
         sources.update(found.context_sources)
     return tuple(sorted(sources)), ""
+
+
+def may_have_triggers(data: bytes) -> bool:
+    """Whether an image built from this Dockerfile can carry ONBUILD triggers: only its own ONBUILD lines
+    give it some (a base's triggers run in the child's build and stop there)."""
+    return ONBUILD_LINE.search(data) is not None
 
 
 def directives(data: bytes) -> tuple[str, ...]:

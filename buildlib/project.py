@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .dockerfile import analyse
+from .dockerfile import analyse, may_have_triggers
 from .errors import BuildlibError
-from .settings import Settings
-from .sources import Declared, declared_services
+from .settings import Settings, is_folder
+from .sources import Declared, arg_secrets, declared_services
 from .templates import SUFFIX, Template
 
 # What BUILDPLATFORM (and TARGETPLATFORM, unless a platform is set) name: this machine's platform.
@@ -44,11 +44,16 @@ class Service:
     context_sources: tuple[str, ...] | None = None   # what COPY and ADD take; None: the whole context
     whole_context: str = ""                          # why they cannot narrow the context, when they cannot
     digest_cache: str | None = None                  # the file that remembers its files' digests
-    secret_args: tuple[str, ...] = ()                # secrets it uses, whose values come from the environment
+    secrets: Mapping[str, str] = field(default_factory=dict)   # id -> env=VARIABLE or src=/path, those it uses
     network: str | None = None                       # RUN steps' network; None: the builder's default
     instructions_digest: str = ""                    # what of the Dockerfile enters the hash (Analysis)
     dockerfile_sha256: str = ""                      # of the bytes analysed: a build sends exactly those
+    has_triggers: bool = False                       # ONBUILD lines: its image's config carries triggers
     build_contexts: Mapping[str, str] = field(default_factory=dict)   # name -> docker-image://REF, for the build
+    folder_contexts: Mapping[str, str] = field(default_factory=dict)  # name -> a folder's absolute path: inputs too
+    labels: Mapping[str, str] = field(default_factory=dict)           # the source's labels, hashed with the image
+    tags: tuple[str, ...] = ()                                        # more references, hashed with the image
+    ssh: tuple[str, ...] = ()                                         # --ssh values: never hashed
 
     @property
     def internal_images(self) -> tuple[str, ...]:
@@ -86,7 +91,14 @@ class Project:
 def load_project(settings: Settings) -> Project:
     """Find and analyse every service; a service that cannot be analysed is recorded, not fatal."""
     declared = declared_services(settings)
-    images = {record.image: name for name, record in declared.items() if isinstance(record, Declared)}
+    images: dict[str, str] = {}
+    for name, record in sorted(declared.items()):
+        if isinstance(record, Declared) and record.image in images:
+            # Two builds under one tag would replace each other's image on every run.
+            declared[name] = (f"{record.shown}: its image {record.image} is also {images[record.image]}'s; "
+                              "give each service an image of its own")
+        elif isinstance(record, Declared):
+            images[record.image] = name
     services, broken = {}, {}
     for name, record in declared.items():
         if isinstance(record, str):
@@ -113,10 +125,12 @@ def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) 
         raise BuildlibError(f"{shown}: cannot read ({error.strerror})") from None
     analysis = analyse(data, shown, build_args, declared.target, declared.platform, NATIVE_PLATFORM)
     # A secret reaches a build as a BuildKit secret (or, with the classic builder, as a build arg).
-    secrets = sorted(set(settings.secret_args + declared.secret_args) & (analysis.declared_args | analysis.secret_ids))
+    secrets = {id_: source for id_, source in {**arg_secrets(settings.secret_args), **declared.secrets}.items()
+               if id_ in analysis.declared_args | analysis.secret_ids}
     contexts = _image_contexts(declared, images)
-    # BuildKit puts a named context's image where FROM, --from or --mount=from= name it.
-    uses = [(contexts.get(use.ref, use.ref), use.platform) for use in analysis.images]
+    folders = {name: value for name, value in declared.contexts.items() if is_folder(value)}
+    # BuildKit puts a named context's image where FROM, --from or --mount=from= name it; a folder is no image.
+    uses = [(contexts.get(use.ref, use.ref), use.platform) for use in analysis.images if use.ref not in folders]
     refs = sorted({ref for ref, _ in uses})
     externals: dict[str, ExternalImage] = {}
     for ref, wanted in uses:
@@ -132,10 +146,11 @@ def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) 
         templates=tuple(_template(settings, declared, path) for path in declared.templates),
         context_sources=None if analysis.unresolved else analysis.context_sources,
         whole_context=f"whole context: {analysis.unresolved}" if analysis.unresolved else "",
-        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secret_args=tuple(secrets),
+        digest_cache=str(settings.root / DIGEST_FOLDER / f"{name}.json"), secrets=secrets,
         network=declared.network or settings.network, instructions_digest=analysis.instructions_digest,
-        dockerfile_sha256=hashlib.sha256(data).hexdigest(),
-        build_contexts={name: f"docker-image://{ref}" for name, ref in contexts.items()})
+        dockerfile_sha256=hashlib.sha256(data).hexdigest(), has_triggers=may_have_triggers(data),
+        build_contexts={name: f"docker-image://{ref}" for name, ref in contexts.items()}, folder_contexts=folders,
+        labels=dict(declared.labels), tags=declared.tags, ssh=declared.ssh)
 
 
 def _image_contexts(declared: Declared, images: Mapping[str, str]) -> dict[str, str]:
@@ -144,6 +159,8 @@ def _image_contexts(declared: Declared, images: Mapping[str, str]) -> dict[str, 
     found = {}
     for name, value in declared.contexts.items():
         kind, _, rest = value.partition(":")
+        if is_folder(value):
+            continue
         if kind != "service":
             found[name] = rest.removeprefix("//")
         elif rest in own_images:

@@ -18,7 +18,7 @@ from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 from tabulate import tabulate
 
-from . import history
+from . import batch, history
 from .transfer import CLEAR_LINE
 
 BUILT, FROM_CACHE, UP_TO_DATE, FAILED = "built", "pulled from cache", "up to date", "failed"
@@ -75,6 +75,8 @@ class BuildReporter(ConsoleReporter):
                 reached.add(name)
                 todo += tasks[name].task_dep
         self.total = sum(1 for name in reached if service_of(tasks[name]))
+        batch.begin(Path.cwd(), {service_of(tasks[name]): tuple(tasks[name].task_dep)
+                                 for name in reached if name.startswith("build:") and service_of(tasks[name])})
 
     def execute_task(self, task):
         self.started[task.name] = time.monotonic()
@@ -87,9 +89,10 @@ class BuildReporter(ConsoleReporter):
             self.say(f"[{self.begun}/{self.total}] building {service}{why}")
 
     def add_success(self, task):
-        seconds = self._elapsed(task)
-        service = service_of(task)
+        batch.task_done(task.name)
         values = task.values or {}
+        seconds = values.get("seconds", self._elapsed(task))   # built with others: how long that took
+        service = service_of(task)
         if service:
             result = FROM_CACHE if values.get("from_cache") else UP_TO_DATE if values.get("elsewhere") else BUILT
             note = "built meanwhile by another run" if values.get("elsewhere") else values.get("cache_note")
@@ -121,6 +124,7 @@ class BuildReporter(ConsoleReporter):
         self.say(f"{self._paint(FAILED, 'FAILED')} {task.name}: {message}")
 
     def skip_uptodate(self, task):
+        batch.task_done(task.name)
         service = service_of(task)
         if service:
             self.begun += 1
@@ -134,6 +138,7 @@ class BuildReporter(ConsoleReporter):
         pass
 
     def complete_run(self):
+        batch.end()
         self._draw_live("")
         if self.pulls:
             self._transfers("base images", self.pulls, (PULLED, PRESENT, FAILED))

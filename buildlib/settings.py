@@ -17,11 +17,13 @@ except ModuleNotFoundError:  # Python 3.10
 # Docker's own grammar for the parts of an image reference.
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 NAME_PATTERN = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-REGISTRY_PATTERN = re.compile(
-    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?)(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+HOST_PATTERN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?")
+REGISTRY_PATTERN = re.compile(rf"(?:{HOST_PATTERN.pattern})(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 BUILDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NETWORKS = ("default", "none", "host")   # what `docker buildx build --network` takes
 
+DEFAULT_IMAGE = "{registry}/{project}-{service}:{tag}"   # without a registry, no leading /
+TEMPLATE_FIELDS = ("registry", "project", "service", "tag")
 SETTINGS_FILE = "buildlib.toml"     # for repositories without a pyproject.toml; the same keys at its top
 
 # What the command line (doit variables) and the environment may override.
@@ -52,7 +54,8 @@ class ServiceSettings:
     templates: tuple[str, ...] = ()     # config templates (*.tpl) rendered into the folder before a build
     secret_args: tuple[str, ...] = ()   # build args whose values come from the environment and never show
     network: str | None = None          # RUN steps' network; None: the global setting
-    contexts: Mapping[str, str] = field(default_factory=dict)   # named build contexts: service:X, docker-image://R
+    contexts: Mapping[str, str] = field(default_factory=dict)   # named contexts: service:X, docker-image://R, folder
+    image: str = ""                     # its image name template, over the source's name and the global template
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,15 @@ class Settings:
     secret_args: tuple[str, ...] = ()   # for every service
     builder: str = ""              # the buildx builder; '' lets buildx choose (BUILDX_BUILDER, `docker buildx use`)
     network: str | None = None     # RUN steps' network; None: BuildKit's default, or none on an engine without a bridge
+    image_template: str = DEFAULT_IMAGE   # the image name of a service its source does not name
+    compose_files: tuple[str, ...] = ()   # the compose files to read, instead of compose's own choice
+    profiles: tuple[str, ...] = ()        # compose profiles whose services count too
 
-    def image(self, service: str) -> str:
-        """The full reference of a service's image: [registry/]project-service:tag."""
-        prefix = f"{self.registry}/" if self.registry else ""
-        return f"{prefix}{self.project}-{service}:{self.tag}"
+    def image(self, service: str, project: str | None = None) -> str:
+        """The reference of a service's image from its template: by default [registry/]project-service:tag."""
+        template = self.for_service(service).image or self.image_template
+        return template.format(registry=self.registry, project=project or self.project, service=service,
+                               tag=self.tag).lstrip("/")
 
     def for_service(self, service: str) -> ServiceSettings:
         return self.services.get(service, ServiceSettings())
@@ -105,6 +112,9 @@ TOP_KEYS = {
     "secret-args": ("secret_args", list, "a list of build arg names"),
     "builder": ("builder", str, "the name of a buildx builder"),
     "network": ("network", str, "a network mode for RUN steps (default, none, host)"),
+    "image": ("image_template", str, "an image name template like {registry}/{project}-{service}:{tag}"),
+    "compose-files": ("compose_files", list, "a list of compose file paths"),
+    "profiles": ("profiles", list, "a list of compose profile names"),
 }
 PULL_KEYS = {
     "attempts": ("attempts", int, "a whole number"),
@@ -122,7 +132,8 @@ SERVICE_KEYS = {
     "templates": ("templates", list, "a list of paths of *.tpl files"),
     "secret-args": ("secret_args", list, "a list of build arg names"),
     "network": ("network", str, "a network mode for RUN steps (default, none, host)"),
-    "contexts": ("contexts", dict, "a table of named build contexts (service:NAME or docker-image://REF)"),
+    "contexts": ("contexts", dict, "a table of named build contexts (service:NAME, docker-image://REF or a folder)"),
+    "image": ("image", str, "an image name, or a template like {registry}/team/{service}:{tag}"),
 }
 
 
@@ -138,6 +149,11 @@ def load_settings(root: Path, variables: Mapping[str, str | None], environ: Mapp
         name: _service_settings(name, sub, origin) for name, sub in values.get("services", {}).items()}
     if "secret_args" in values:
         values["secret_args"] = _arg_names(values["secret_args"], f"{origin.at()} secret-args")
+    for key in ("compose_files", "profiles"):
+        if key in values:
+            values[key] = tuple(_string_list(values[key], f"{origin.at()} {key.replace('_', '-')}"))
+    if "image_template" in values:
+        _check_template(values["image_template"], f"{origin.at()} image")
     for key in OVERRIDABLE:
         env_value = environ.get(f"BUILDLIB_{key.upper()}")
         if variables.get(key) is not None:
@@ -245,6 +261,8 @@ def _service_settings(name: str, table: object, origin: Origin) -> ServiceSettin
     if "secret_args" in values:
         values["secret_args"] = _arg_names(values["secret_args"], f"{where} secret-args")
         _refuse_secret_values(values["secret_args"], args, where)
+    if "image" in values:
+        _check_template(values["image"], f"{where} image")
     for context, value in values.get("contexts", {}).items():
         defect = context_defect(value) if isinstance(value, str) else f"must be a string, not {value!r}"
         if defect:
@@ -257,10 +275,28 @@ IMAGE_CONTEXTS = ("service:", "docker-image://")
 
 def context_defect(value: str) -> str:
     """Why a named build context is not one buildlib builds with ('' when it is)."""
-    if value.startswith(IMAGE_CONTEXTS) and value.split(":", 1)[1].strip("/"):
-        return ""
-    return (f"'{value}' is not supported by buildlib yet (it takes service:NAME and docker-image://REF, "
-            "not folders or URLs)")
+    kind, _, rest = value.partition(":")
+    if value.startswith(IMAGE_CONTEXTS):
+        return "" if rest.strip("/") else f"'{value}' names no {kind}"
+    if "://" in value or value.startswith("git@"):
+        return (f"'{value}' is not supported by buildlib yet (it takes service:NAME, docker-image://REF and "
+                "folders, not URLs)")
+    return ""
+
+
+def is_folder(value: str) -> bool:
+    """A named build context that is a folder, not an image."""
+    return not value.startswith(IMAGE_CONTEXTS)
+
+
+def _check_template(template: str, where: str) -> None:
+    """An image name template names only the fields buildlib fills in, in {braces}."""
+    try:
+        template.format(**{name: name for name in TEMPLATE_FIELDS})
+    except (KeyError, IndexError, ValueError) as error:
+        field_name = f"{{{error.args[0]}}}" if isinstance(error, KeyError) else f"a malformed {{...}} ({error})"
+        raise SettingsError(f"{where}: '{template}' names {field_name}; a template may name "
+                            f"{', '.join('{' + name + '}' for name in TEMPLATE_FIELDS)}") from None
 
 
 def _arg_names(value: list, where: str) -> tuple[str, ...]:

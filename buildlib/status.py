@@ -56,8 +56,12 @@ def current_inputs(service: Service, lookup: Lookup = engine.inspect) -> tuple[I
     cache = DigestCache(Path(service.digest_cache) if service.digest_cache else None)
     paths, followed = taken_paths(context_paths(context, dockerfile, cache), None if scope else sources)
     files = file_digests(context, dockerfile, paths, cache)
+    for name, folder in sorted(service.folder_contexts.items()):
+        # All of a named folder counts (after its own .dockerignore): BuildKit sends it whole.
+        own = DigestCache(Path(f"{service.digest_cache[:-len('.json')]}@{name}.json") if service.digest_cache else None)
+        files.update({f"@{name}/{path}": digest for path, digest in file_digests(Path(folder), None, cache=own).items()})
     return Inputs(files, service.instructions_digest, dict(service.hashed_args), service.target, service.platform,
-                  bases, scope or followed), ""
+                  bases, scope or followed, dict(service.labels), tuple(service.tags)), ""
 
 
 def base_identity(attrs: Mapping, internal: bool) -> str:

@@ -23,8 +23,8 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.globals import Globals
 from tabulate import tabulate
 
-from . import build, engine, graph, history, interrupt, pull, registry, state, templates
-from .catalog import Catalog, catalog, mark_changed
+from . import batch, build, engine, graph, history, interrupt, pull, registry, state, templates
+from .catalog import Catalog, catalog, expect_images, mark_changed
 from .context import changes
 from .errors import BuildlibError, TemplateError
 from .lock import LOCK_FILE, read_lock, write_lock
@@ -66,6 +66,8 @@ def _load(root: Path, variables: tuple, environment: tuple) -> Project:
     settings = as_doit_error(load_settings, root, dict(variables), dict(environment))
     project = as_doit_error(load_project, settings)
     as_doit_error(engine.ping)
+    expect_images(root, [*project.images.values(), *(image.ref for image in project.external_images)])
+    batch.offer(project)
     return project
 
 
@@ -135,6 +137,12 @@ def build_is_current(task, values, service: Service, project: str, force: bool, 
     if force:
         task.meta["reason"] = "force=1"
         return False
+    if batch.handled(service.name):   # built with another service in this run: its task returns what came of it
+        task.meta["reason"] = batch.reason(service.name)
+        return False
+    if batch.judged_current(service.name):
+        task.meta["reason"] = ""
+        return True
     try:
         verdict = service_status(service, project, values, catalog(root).inspect)
     except BuildlibError as error:

@@ -24,7 +24,7 @@ class EngineCalls:
         self.lock = threading.Lock()
         self.listener = socket.socket(socket.AF_UNIX)
         self.listener.bind(self.path)
-        self.listener.listen(64)
+        self.listener.listen(1024)   # bake opens a connection per target, hundreds at once
         threading.Thread(target=self._accept, daemon=True).start()
 
     def total(self) -> int:

@@ -62,11 +62,14 @@ def test_buildx_versions():
 def test_the_command_line_carries_everything_but_the_secret_values():
     request = BuildRequest(image="p-a:t", context="/repo/a", dockerfile=b"FROM x\n", dockerfile_path="a/Dockerfile",
                            args={"V": "1"}, secrets={"TOKEN": "s3cr3t"}, labels={"k": "v w"}, target="run",
+                           secret_sources={"TOKEN": "env=TOKEN", "npmrc": "src=/home/me/.npmrc"}, tags=("x/a:1",),
+                           ssh=("default",),
                            platform="linux/arm64", nocache=True)
     command = BuildKit("remote").command(request, default_network="none", dockerfile=Path("/tmp/x/Dockerfile"))
-    assert command == ["docker", "buildx", "build", "--progress=plain", "--file", "/tmp/x/Dockerfile", "--tag", "p-a:t", "--load",
-                       "--builder", "remote", "--label", "k=v w", "--build-arg", "V=1",
-                       "--secret", "id=TOKEN,env=TOKEN", "--target", "run", "--platform", "linux/arm64",
+    assert command == ["docker", "buildx", "build", "--progress=plain", "--load", "--builder", "remote",
+                       "--file", "/tmp/x/Dockerfile", "--tag", "p-a:t", "--tag", "x/a:1", "--label", "k=v w", "--build-arg", "V=1",
+                       "--secret", "id=TOKEN,env=TOKEN", "--secret", "id=npmrc,src=/home/me/.npmrc", "--ssh", "default",
+                       "--target", "run", "--platform", "linux/arm64",
                        "--network", "none", "--no-cache", "/repo/a"]
     assert "s3cr3t" not in " ".join(command)
     plain = BuildRequest(image="p-a:t", context="/c", dockerfile=b"", dockerfile_path="D", network="host")

@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from buildlib import engine
-from buildlib.catalog import catalog, mark_changed
+from buildlib.catalog import catalog, expect_images, mark_changed
 
 ANOTHER_PROCESS = "import pathlib, sys\nfrom buildlib.catalog import mark_changed\nmark_changed(pathlib.Path(sys.argv[1]))"
 
@@ -76,3 +76,17 @@ def test_after_its_own_build_a_catalog_asks_only_about_that_name_and_after_anoth
     ids[refs[3]] = image_of(refs[3], "rebuilt again")
     mark_changed(tmp_path, [refs[3]])   # the mark had moved before this process moved it
     assert answers() == ids and sorted(asked) == refs
+
+
+def test_the_listing_returns_only_the_images_the_project_said_it_uses(tmp_path, image_of, client, uid, monkeypatch):
+    ours, pushed, theirs = f"ours{uid}:1", f"127.0.0.1:5000/team/ours{uid}:2", f"theirs{uid}:1"
+    for ref in (ours, pushed, theirs):
+        image_of(ref, ref)
+    listed = []
+    images = engine.images
+    monkeypatch.setattr(engine, "images", lambda filters: listed.append(images(filters)) or listed[-1])
+    expect_images(tmp_path, [f"docker.io/library/{ours}", pushed, "alpine"])
+    assert catalog(tmp_path).inspect(ours) is not None
+    # The engine matches the familiar names buildlib asks for, however the project wrote them.
+    assert sorted(tag for summary in listed[0] for tag in summary["RepoTags"]) == sorted([pushed, ours])
+    assert catalog(tmp_path).inspect(theirs) is not None      # not listed: asked about by itself

@@ -1,6 +1,8 @@
 """The build context and the inputs hash: Docker's .dockerignore rules, stable digests, reasons."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -9,7 +11,7 @@ from pathlib import Path
 from docker.utils import tar
 from hypothesis import given, settings, strategies as st
 
-from buildlib.context import Inputs, changes, context_paths, file_digests, taken_paths
+from buildlib.context import Inputs, changes, context_paths, dockerignore_patterns, file_digests, taken_paths
 
 
 def make_tree(root: Path, files: dict[str, str]) -> None:
@@ -150,3 +152,25 @@ def test_folders_dockerignore_excludes_are_not_walked_into_unless_a_rule_reaches
     listed.clear()
     assert "node_modules/keep.txt" in context_paths(tmp_path, tmp_path / "Dockerfile")
     assert "node_modules" in listed
+
+
+def test_buildlib_own_folder_never_counts_in_a_context_that_holds_it(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a\nCOPY . /app\n", "app.py": "x", ".buildlib/logs/app.log": "changes every run"})
+    assert set(context_paths(tmp_path, tmp_path / "Dockerfile")) == {"Dockerfile", "app.py"}
+    (tmp_path / ".dockerignore").write_text("*.md\n")
+    assert dockerignore_patterns(tmp_path, tmp_path / "Dockerfile") == ["*.md", ".buildlib"]
+    assert set(context_paths(tmp_path, tmp_path / "Dockerfile")) == {"Dockerfile", "app.py", ".dockerignore"}
+
+
+def test_labels_and_tags_enter_the_hash_only_when_set(tmp_path):
+    make_tree(tmp_path, {"Dockerfile": "FROM a"})
+    plain = inputs(tmp_path)
+    assert plain.digest == inputs(tmp_path, labels={}, tags=()).digest
+    # The hash of an image built before labels and tags were hashed: the fields they had then.
+    before = {key: value for key, value in plain.as_record().items() if key not in ("labels", "tags")}
+    assert plain.digest == "sha256:" + hashlib.sha256(
+        json.dumps(before, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    labelled = inputs(tmp_path, labels={"team": "shop"}, tags=("x:1",))
+    assert labelled.digest != plain.digest
+    assert changes(plain.as_record(), labelled) == ["labels changed", "tags changed"]
+    assert changes(json.loads(json.dumps(labelled.as_record())), labelled) == []   # as the state file gives it back

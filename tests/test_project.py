@@ -86,5 +86,10 @@ def test_a_named_context_stands_for_another_services_image_or_an_image(tmp_path)
         "services/app: build context base is service:nope, which is not a service buildlib builds here")
     (tmp_path / "pyproject.toml").write_text(
         '[tool.buildlib]\nproject = "p"\n[tool.buildlib.services.app]\ncontexts = { base = "../lib" }\n')
-    with pytest.raises(SettingsError, match=r"services.app\] contexts.base: '../lib' is not supported by buildlib yet"):
+    app = project_of(tmp_path).services["app"]     # a folder, relative to the service's: its files, not an image
+    assert (app.folder_contexts, app.base_images) == ({"base": str(tmp_path / "services/lib")}, ("tools",))
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.buildlib]\nproject = "p"\n[tool.buildlib.services.app]\ncontexts = { base = "https://x/y.git" }\n')
+    with pytest.raises(SettingsError, match=r"services.app\] contexts.base: 'https://x/y.git' is not supported by "
+                                            "buildlib yet .* and folders, not URLs"):
         project_of(tmp_path)

@@ -1,7 +1,9 @@
-"""Builders: the ways an image gets built, each behind one call, build(request, output) -> image record.
+"""Builders: the ways an image gets built, each behind two calls: build(request, output) -> image
+record, and build_many(requests, outputs) -> one record or error each, for images built together.
 
-`buildkit` runs `docker buildx build` as a child process (docker-py has no BuildKit); `classic`
-asks the engine's own /build endpoint through docker-py, the fallback where no buildx answers.
+`buildkit` runs `docker buildx build` as a child process (docker-py has no BuildKit), and
+`docker buildx bake` for many at once (`bake`); `classic` asks the engine's own /build endpoint
+through docker-py, the fallback where no buildx answers.
 Labels, logs, secrets and interruption are the builder's business; the caller only says what to
 build and where each line of output goes.
 """
@@ -10,9 +12,10 @@ from __future__ import annotations
 import functools
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 from .. import state
+from ..errors import BuildlibError, EngineError
 
 
 @dataclass(frozen=True)
@@ -23,13 +26,25 @@ class BuildRequest:
     dockerfile: bytes                           # the bytes that were hashed
     dockerfile_path: str                        # where they came from (for .dockerignore and messages)
     args: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict)   # name -> value, from the run's environment
+    secrets: Mapping[str, str] = field(default_factory=dict)   # id -> value, of those from the run's environment
+    secret_sources: Mapping[str, str] = field(default_factory=dict)   # id -> env=VARIABLE or src=/path, every one
     labels: Mapping[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()                  # more references it is tagged with
+    ssh: tuple[str, ...] = ()                   # --ssh: default, or id=path
     target: str | None = None
     platform: str | None = None
     network: str | None = None                  # RUN steps' network mode; None: the builder's default
-    contexts: Mapping[str, str] = field(default_factory=dict)  # named build contexts: name -> docker-image://REF
+    contexts: Mapping[str, str] = field(default_factory=dict)  # named build contexts: docker-image://REF or a folder
     nocache: bool = False
+    name: str = ""                              # the service's: names it among images built together
+    # Bases built in the same build_many: each one's reference (or the named context standing for it) ->
+    # that request's name. A builder that builds them together gives this one the base it just built.
+    built_with: Mapping[str, str] = field(default_factory=dict)
+
+
+def base_failed(base: str) -> EngineError:
+    """The error of an image whose base, built in the same call, failed."""
+    return EngineError(f"base {base} was not built, so neither was this")
 
 
 class Builder(Protocol):
@@ -37,6 +52,22 @@ class Builder(Protocol):
 
     def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
         """Build and tag the image; return the engine's record of it. Raises EngineError, one line."""
+
+    def build_many(self, requests: Sequence[BuildRequest],
+                   outputs: Sequence[Callable[[str], object]]) -> list[Mapping | BuildlibError]:
+        """Build each request (output: where its lines go); its record, or the error that is its one line."""
+
+
+def one_by_one(builder: Builder, requests: Sequence[BuildRequest],
+               outputs: Sequence[Callable[[str], object]]) -> list[Mapping | BuildlibError]:
+    """build_many for a builder that has no better way: each request in turn, each failure its own."""
+    results: list[Mapping | BuildlibError] = []
+    for request, output in zip(requests, outputs):
+        try:
+            results.append(builder.build(request, output))
+        except BuildlibError as error:
+            results.append(error)
+    return results
 
 
 @functools.cache

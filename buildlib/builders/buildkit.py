@@ -15,11 +15,12 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .. import engine
-from ..errors import EngineError
-from . import BuildRequest
+from ..context import STATE_FOLDER, dockerignore_patterns
+from ..errors import BuildlibError, EngineError
+from . import BuildRequest, one_by_one
 
 MIN_BUILDX = (0, 10)     # --provenance, --metadata-file and secrets from the environment
 LAST_LINES = engine.LAST_LINES
@@ -69,7 +70,7 @@ class BuildKit:
             raise EngineError(_unreachable[self.builder])
         lines: list[str] = []
         with sent_dockerfile(request) as dockerfile:
-            code = self._run(self.command(request, engine.default_network(), dockerfile), request, output, lines)
+            code = run_buildx(self.command(request, engine.default_network(), dockerfile), output, lines)
         if code != 0:
             engine.ping()   # an engine that died mid-build is its own one line
             said = failure(lines, request.dockerfile_path)
@@ -82,58 +83,86 @@ class BuildKit:
                               "(does the builder load its images into this engine?)")
         return attrs
 
-    @staticmethod
-    def _run(command: list[str], request: BuildRequest, output: Callable[[str], object], lines: list[str]) -> int:
-        """Run buildx, every line of its output to output and lines; its exit code."""
-        try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, env={**os.environ, **request.secrets})
-        except FileNotFoundError:
-            raise EngineError("no docker CLI on PATH (buildlib builds with `docker buildx`)") from None
-        try:
-            for raw in process.stdout:
-                text = raw.decode("utf-8", "replace")
-                output(text)
-                lines.append(text.rstrip("\n"))
-            return process.wait()
-        except BaseException:
-            # Ctrl-C, SIGTERM or a failure here: the build must not go on without us.
-            process.kill()
-            process.wait()
-            raise
-
     def command(self, request: BuildRequest, default_network: str | None, dockerfile: Path) -> list[str]:
-        """The buildx command line: everything but the secrets' values (environment)."""
-        command = ["docker", "buildx", "build", "--progress=plain", "--file", str(dockerfile),
-                   "--tag", request.image, "--load"]
+        """The buildx command line: everything but the secrets' values (environment or files)."""
+        command = ["docker", "buildx", "build", "--progress=plain", "--load"]
         if self.builder:
             command += ["--builder", self.builder]
-        for key, value in request.labels.items():
-            command += ["--label", f"{key}={value}"]
-        for key, value in request.args.items():
-            command += ["--build-arg", f"{key}={value}"]
-        for name in request.secrets:
-            command += ["--secret", f"id={name},env={name}"]
-        for name, value in request.contexts.items():
-            command += ["--build-context", f"{name}={value}"]
-        network = request.network or default_network
-        for flag, value in (("--target", request.target), ("--platform", request.platform), ("--network", network)):
-            if value:
-                command += [flag, value]
-        if request.nocache:
-            command.append("--no-cache")
-        return command + [request.context]
+        return command + flags(target(request, default_network, dockerfile)) + [request.context]
+
+    def build_many(self, requests: Sequence[BuildRequest],
+                   outputs: Sequence[Callable[[str], object]]) -> list[Mapping | BuildlibError]:
+        """Several images in one `docker buildx bake`: one process, one session, BuildKit's own parallelism."""
+        if len(requests) < 2:
+            return one_by_one(self, requests, outputs)
+        if self.builder in _unreachable:
+            return [EngineError(_unreachable[self.builder]) for _ in requests]
+        from .bake import bake   # only runs that build several images at once need it
+        return bake(self, requests, outputs)
+
+
+def run_buildx(command: list[str], output: Callable[[str], object], lines: list[str]) -> int:
+    """Run a buildx command, every line of its output to output and lines; its exit code."""
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except FileNotFoundError:
+        raise EngineError("no docker CLI on PATH (buildlib builds with `docker buildx`)") from None
+    try:
+        for raw in process.stdout:
+            text = raw.decode("utf-8", "replace")
+            output(text)
+            lines.append(text.rstrip("\n"))
+        return process.wait()
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failure here: the build must not go on without us.
+        process.kill()
+        process.wait()
+        raise
+
+
+# The bake target's keys in the order of their `docker buildx build` flags.
+FLAGS = (("dockerfile", "--file"), ("tags", "--tag"), ("labels", "--label"), ("args", "--build-arg"),
+         ("secret", "--secret"), ("ssh", "--ssh"), ("contexts", "--build-context"), ("target", "--target"),
+         ("platforms", "--platform"), ("network", "--network"))
+
+
+def target(request: BuildRequest, default_network: str | None, dockerfile: Path) -> dict:
+    """The request as a bake target (buildx's JSON definition), from which the build's flags are made too."""
+    found = {"context": request.context, "dockerfile": str(dockerfile), "tags": [request.image, *request.tags],
+             "labels": dict(request.labels), "args": dict(request.args),
+             "secret": [f"id={name},{source}" for name, source in request.secret_sources.items()],
+             "ssh": list(request.ssh), "contexts": dict(request.contexts), "target": request.target,
+             "platforms": [request.platform] if request.platform else [],
+             "network": request.network or default_network, "no-cache": request.nocache}
+    return {key: value for key, value in found.items() if value}
+
+
+def flags(definition: dict) -> list[str]:
+    """A bake target as `docker buildx build` flags, the context excepted."""
+    command = []
+    for key, flag in FLAGS:
+        value = definition.get(key)
+        if isinstance(value, dict):
+            value = [f"{name}={item}" for name, item in value.items()]
+        for item in [value] if isinstance(value, str) else value or []:
+            command += [flag, item]
+    return command + (["--no-cache"] if definition.get("no-cache") else [])
 
 
 @contextmanager
 def sent_dockerfile(request: BuildRequest) -> Iterator[Path]:
-    """The hashed Dockerfile in a folder of its own, beside a copy of its own ignore file if it has one."""
-    path = Path(request.dockerfile_path)
+    """The hashed Dockerfile in a folder of its own, beside a copy of its own ignore file if it has one.
+
+    A context that holds buildlib's own folder gets the rules that were hashed, that folder excluded, instead.
+    """
+    path, context = Path(request.dockerfile_path), Path(request.context)
     ignore = path.with_name(path.name + ".dockerignore")
     with tempfile.TemporaryDirectory(prefix="buildlib-") as folder:
         sent = Path(folder) / path.name
         sent.write_bytes(request.dockerfile)
-        if ignore.is_file():
+        if (context / STATE_FOLDER).is_dir():
+            (Path(folder) / ignore.name).write_text("".join(f"{line}\n" for line in dockerignore_patterns(context, path)))
+        elif ignore.is_file():
             shutil.copyfile(ignore, Path(folder) / ignore.name)
         yield sent
 
@@ -181,3 +210,6 @@ class Missing:
 
     def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
         raise EngineError(self.reason)
+
+    def build_many(self, requests, outputs):
+        return one_by_one(self, requests, outputs)

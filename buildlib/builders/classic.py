@@ -16,7 +16,7 @@ from .. import engine
 from ..context import dockerignore_patterns
 from ..dockerfile import analyse, with_labels
 from ..errors import BuildlibError
-from . import BuildRequest
+from . import BuildRequest, one_by_one
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,13 @@ class Classic:
     name: str = "classic"
 
     def build(self, request: BuildRequest, output: Callable[[str], object]) -> Mapping:
-        if request.contexts:
-            raise BuildlibError(f"{request.dockerfile_path}: named build contexts ({', '.join(request.contexts)}) "
-                                "need BuildKit, and no buildx answers here")
+        files = [name for name, source in request.secret_sources.items() if source.startswith("src=")]
+        wanted = {"named build contexts": list(request.contexts), "secrets from files": files, "ssh": list(request.ssh),
+                  "more tags": list(request.tags)}
+        for what, names in wanted.items():
+            if names:
+                raise BuildlibError(f"{request.dockerfile_path}: {what} ({', '.join(names)}) need BuildKit, "
+                                    "and no buildx answers here")
         inherited = analyse(request.dockerfile, request.dockerfile_path, request.args, request.target).inherited_args
         kept = next((name for name in request.secrets if name in inherited), None)
         if kept:
@@ -47,3 +51,6 @@ class Classic:
         if attrs is None:
             raise BuildlibError(f"build {request.image} ended without an image in the engine")
         return attrs
+
+    def build_many(self, requests, outputs):
+        return one_by_one(self, requests, outputs)

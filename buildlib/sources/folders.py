@@ -5,28 +5,30 @@ from pathlib import Path
 
 from ..errors import SettingsError
 from ..settings import NAME_PATTERN, Settings
-from . import Declared
-
-MAX_REPOSITORY = 255   # characters of [registry/]name, Docker's limit
+from . import MAX_REPOSITORY, Declared, arg_secrets, image_name, resolved
 
 
 def declared(settings: Settings) -> dict[str, Declared | str]:
     found: dict[str, Declared | str] = {}
     for name, folder in _service_folders(settings).items():
         shown = f"{settings.services_dir}/{name}"
-        repository = settings.image(name).rsplit(":", 1)[0]
+        image, defect = image_name(settings, name, settings.project)
+        repository = image.rsplit(":", 1)[0]
         if not NAME_PATTERN.fullmatch(f"{settings.project}-{name}"):
             found[name] = (f"{shown}: '{name}' cannot be part of an image name "
                            "(use lower-case letters, digits, and . _ - between them)")
         elif len(repository) > MAX_REPOSITORY:
             found[name] = (f"{settings.services_dir}/{name[:40]}...: the image name would be {len(repository)} "
                            f"characters long, Docker allows {MAX_REPOSITORY}: use a shorter folder name")
+        elif defect:
+            found[name] = f"{shown}: image {image}: {defect}"
         else:
             own = settings.for_service(name)
             found[name] = Declared(
                 name=name, shown=shown, folder=folder, context=folder / own.context, dockerfile=folder / own.dockerfile,
-                image=settings.image(name), args=own.args, target=own.target, platform=own.platform,
-                network=own.network, templates=own.templates, secret_args=own.secret_args, contexts=own.contexts)
+                image=image, args=own.args, target=own.target, platform=own.platform, network=own.network,
+                templates=own.templates, secrets=arg_secrets(own.secret_args),
+                contexts=resolved(own.contexts, folder))
     return found
 
 
