@@ -61,14 +61,18 @@ class Started:
         return self.log.read()
 
     def wait_for(self, pattern: str, seconds: float = 120) -> re.Match:
+        return self.wait_until(lambda: re.search(pattern, self.stderr(), re.MULTILINE), repr(pattern), seconds)
+
+    def wait_until(self, check, what: str, seconds: float = 120):
+        """check()'s first true answer while the run goes on."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if found := re.search(pattern, self.stderr(), re.MULTILINE):
+            if found := check():
                 return found
             if self.process.poll() is not None:
-                raise AssertionError(f"the run ended before {pattern!r}:\n{self.stderr()}")
+                raise AssertionError(f"the run ended before {what}:\n{self.stderr()}")
             time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} within {seconds}s:\n{self.stderr()}")
+        raise AssertionError(f"no {what} within {seconds}s:\n{self.stderr()}")
 
     def end(self, seconds: float = 600) -> Run:
         self.process.wait(seconds)
