@@ -8,13 +8,16 @@ of services built FROM the one before; a tenth of each service's files are docs 
 each has a .dockerignore). bake and compose read a compose file whose chained services name the
 one before as a build context (`additional_contexts: base: service:...`), their way of ordering
 a chain in one run. The repositories differ only in a salt line in every file, so the builder's
-cache never serves one tool with another's layers. On the engine DOCKER_HOST names, side by side:
+cache never serves one tool with another's layers; a tool's images are removed once its rows are
+measured, so that each meets an engine holding only its own. On the engine DOCKER_HOST names, side by side:
 
-  cold      every image of the tool removed first (buildlib: its .doit.db and caches too)
+  cold      every image of the tool removed first (buildlib: its .doit.db and caches too), and
+            BuildKit's build cache emptied: a fresh runner
   no-op     nothing changed since the last run
   one file  one file of one service (at the end of a chain) changed
   chain     one file of a chain's first service changed: the chain rebuilds
   force     buildlib force=1, the others --no-cache
+  base bump the base image every chain starts from replaced by one with a new layer: all rebuild
 
 for buildlib (BuildKit) serial and with -n 4, buildlib -n 4 on the classic builder (a docker CLI
 without buildx), bake, compose and build.sh (`docker build` per service in order). Each cell:
@@ -49,7 +52,7 @@ from engine_calls import EngineCalls  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = "busybox:1.36"
 MIRROR_BASE = f"127.0.0.1:5000/library/{BASE}"
-SCENARIOS = ("cold", "no-op", "one file", "chain", "force")
+SCENARIOS = ("cold", "no-op", "one file", "chain", "force", "base bump")
 TOOLS = ("buildlib", "buildlib -n 4", "buildlib -n 4 (classic builder)", "docker buildx bake", "docker compose build",
          "build.sh (docker build loop)")
 
@@ -206,11 +209,21 @@ def touch(tool: Tool, shape: Shape, index: int, round_number: int) -> None:
         file.write(f"edit {round_number}\n")
 
 
+def bump_base(salt: str) -> None:
+    """A new image under the base's name: the mirror's base and a layer of its own (what a security update does)."""
+    dockerfile = f"FROM {MIRROR_BASE}\nRUN echo {salt} > /bumped\n"
+    subprocess.run(["docker", "buildx", "build", "--quiet", "--network", "none", "--load", "--tag", BASE, "-"],
+                   input=dockerfile.encode(), check=True, stdout=subprocess.DEVNULL)
+
+
 def measure(client, calls: EngineCalls, tool: Tool, shape: Shape, scenario: str, rounds: int) -> Measure:
     results = []
     for number in range(rounds):
-        if scenario == "cold":
+        if scenario == "base bump":
+            bump_base(f"{tool.prefix}-{number}-{time.time_ns()}")
+        if scenario == "cold":   # a fresh runner: no images, and no layers in BuildKit's cache either
             remove_images(client, tool)
+            client.prune_builds(all=True)
         elif scenario == "one file":
             touch(tool, shape, shape.leaf(), number)
         elif scenario == "chain":
@@ -235,13 +248,15 @@ def single_build(calls: EngineCalls, tool: Tool, shape: Shape, rounds: int) -> M
     return Measure(statistics.median(t for t, _ in times), 1, calls.total(), max(p for _, p in times))
 
 
-def stat_walk(calls: EngineCalls, folder: Path, rounds: int) -> Measure:
-    """The floor: a Python process that stats every file of the services and lists images once."""
+def stat_walk(calls: EngineCalls, tool: Tool, rounds: int) -> Measure:
+    """The floor: a Python process that stats every file of the services and lists the tool's images once
+    (only those: on the containerd store a listing costs for each image it returns)."""
     script = ("import os, docker\n"
               "for top, dirs, files in os.walk('services'):\n"
               "    for name in files + dirs: os.stat(os.path.join(top, name))\n"
-              "docker.APIClient(version='auto', **docker.utils.kwargs_from_env()).images()\n")
-    times = [run([sys.executable, "-c", script], folder, {}, calls) for _ in range(rounds)]
+              "docker.APIClient(version='auto', **docker.utils.kwargs_from_env())"
+              f".images(filters={{'reference': '{tool.prefix}-*'}})\n")
+    times = [run([sys.executable, "-c", script], tool.folder, {}, calls) for _ in range(rounds)]
     return Measure(statistics.median(t for t, _ in times), 0, calls.total(), max(p for _, p in times))
 
 
@@ -258,8 +273,9 @@ def noop_curve(client, calls: EngineCalls, sizes: list[int], shape: Shape, round
                 remove_images(client, tool)
                 run(tool.command, tool.folder, tool.environment, calls)
                 curve.setdefault(tool.name, {})[size] = measure(client, calls, tool, smaller, "no-op", rounds).seconds
+                if tool is tools[0]:   # while its images are there, as in the table
+                    curve.setdefault("stat walk + 1 listing", {})[size] = stat_walk(calls, tool, rounds).seconds
                 remove_images(client, tool)
-            curve.setdefault("stat walk + 1 listing", {})[size] = stat_walk(calls, tools[0].folder, rounds).seconds
     return curve
 
 
@@ -281,6 +297,11 @@ def plot(curve: dict[str, dict[int, float]], path: Path, shape: Shape) -> None:
     figure.savefig(path, dpi=110)
 
 
+def ratio(seconds: float, reference: float | None) -> str:
+    """seconds as a multiple of the reference's ('' without one)."""
+    return f"{seconds / reference:.2f}x" if reference else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=300)
@@ -288,7 +309,7 @@ def main() -> None:
     parser.add_argument("--file-bytes", type=int, default=2048)
     parser.add_argument("--chain", type=int, default=3, help="services per chain (1: no chains)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per cheap scenario (median)")
-    parser.add_argument("--heavy-rounds", type=int, default=1, help="runs of cold and force")
+    parser.add_argument("--heavy-rounds", type=int, default=1, help="runs of cold, force and base bump")
     parser.add_argument("--sizes", default="10,30,100", help="more service counts for the no-op curve ('': none)")
     parser.add_argument("--tools", default="", help=f"comma-separated, of: {', '.join(TOOLS)} (default: all)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
@@ -309,25 +330,28 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="buildlib-scale-") as work:
         tools = make_tools(Path(work), shape, wanted)
-        for tool in tools:
+        plain = next((tool for tool in tools if not tool.named_base), None)
+        for tool, following in zip(tools, [*tools[1:], None]):
             for scenario in scenarios:
                 print(f"{tool.name}: {scenario}", file=sys.stderr, flush=True)
-                heavy = scenario in ("cold", "force")
+                heavy = scenario in ("cold", "force", "base bump")
                 result = measure(client, calls, tool, shape, scenario, options.heavy_rounds if heavy else options.rounds)
                 rows.append([scenario, tool.name, result])
-        plain = next((tool for tool in tools if not tool.named_base), None)
-        if "one file" in scenarios and plain:
-            rows.append(["one file", "docker build of that service alone",
-                         single_build(calls, plain, shape, options.rounds)])
-        rows.append(["no-op", "stat walk + 1 listing (floor)", stat_walk(calls, tools[0].folder, options.rounds)])
-        for tool in tools:
-            remove_images(client, tool)
+            if tool is plain and "one file" in scenarios:
+                rows.append(["one file", "docker build of that service alone",
+                             single_build(calls, plain, shape, options.rounds)])
+            if tool is plain:   # while its images are there: the listing costs for each one it returns
+                rows.append(["no-op", "stat walk + 1 listing (floor)", stat_walk(calls, plain, options.rounds)])
+            if following is None or following.prefix != tool.prefix:
+                # On the containerd store every call slows with the images held: each tool meets only its own.
+                remove_images(client, tool)
     rows.sort(key=lambda row: SCENARIOS.index(row[0]))
-    table = tabulate([[scenario, tool, f"{m.seconds:.2f}", m.rebuilt, m.calls, f"{m.peak_mb:.0f}"]
-                      for scenario, tool, m in rows],
-                     headers=["scenario", "tool", "seconds", "images rebuilt", "API calls", "peak MB"])
+    bake = {scenario: m.seconds for scenario, tool, m in rows if tool == "docker buildx bake"}
+    table = tabulate([[scenario, tool, f"{m.seconds:.2f}", ratio(m.seconds, bake.get(scenario)), m.rebuilt, m.calls,
+                       f"{m.peak_mb:.0f}"] for scenario, tool, m in rows],
+                     headers=["scenario", "tool", "seconds", "/ bake", "images rebuilt", "API calls", "peak MB"])
     heading = (f"{shape.services} services x {shape.files} files of {shape.file_bytes} bytes, chains of {shape.chain}; "
-               f"median of {options.rounds} (cold and force: {options.heavy_rounds}); {os.cpu_count()} cores")
+               f"median of {options.rounds} (cold, force, base bump: {options.heavy_rounds}); {os.cpu_count()} cores")
     print(heading)
     print(table)
     sizes = sorted({int(size) for size in options.sizes.split(",") if size} | {shape.services})
