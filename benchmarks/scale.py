@@ -30,6 +30,7 @@ installs them) and matplotlib; base images come from the loopback mirror 127.0.0
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import shutil
@@ -165,6 +166,11 @@ class Measure:
     rebuilt: int
     calls: int
     peak_mb: float
+    failed: str = ""     # the failed run's last words: a tool that breaks at some size is a row too
+
+
+class ToolFailed(Exception):
+    """A measured command exited non-zero."""
 
 
 def run(argv: list[str], folder: Path, environment: dict, calls: EngineCalls) -> tuple[float, float]:
@@ -177,7 +183,9 @@ def run(argv: list[str], folder: Path, environment: dict, calls: EngineCalls) ->
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(argv)} failed in {folder}:\n{stderr.decode(errors='replace')[-3000:]}")
+        said = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+        print(f"{' '.join(argv)} failed in {folder}:\n" + "\n".join(said[-20:]), file=sys.stderr)
+        raise ToolFailed(next((line for line in reversed(said) if "ERROR" in line), said[-1] if said else "no output"))
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -230,7 +238,10 @@ def measure(client, calls: EngineCalls, tool: Tool, shape: Shape, scenario: str,
             touch(tool, shape, shape.leaf() - shape.leaf() % shape.chain, number)
         before = images_made(client, tool.prefix)
         argv = tool.command + (tool.force if scenario == "force" else [])
-        seconds, peak = run(argv, tool.folder, tool.environment, calls)
+        try:
+            seconds, peak = run(argv, tool.folder, tool.environment, calls)
+        except ToolFailed as failure:
+            return Measure(float("nan"), 0, calls.total(), 0, failed=str(failure)[:100])
         after = images_made(client, tool.prefix)
         rebuilt = sum(1 for ref, made in after.items() if before.get(ref) != made)
         results.append(Measure(seconds, rebuilt, calls.total(), peak))
@@ -271,7 +282,12 @@ def noop_curve(client, calls: EngineCalls, sizes: list[int], shape: Shape, round
             for tool in tools:
                 print(f"  N={size}: {tool.name}", file=sys.stderr, flush=True)
                 remove_images(client, tool)
-                run(tool.command, tool.folder, tool.environment, calls)
+                try:
+                    run(tool.command, tool.folder, tool.environment, calls)
+                except ToolFailed:
+                    curve.setdefault(tool.name, {})[size] = float("nan")
+                    remove_images(client, tool)
+                    continue
                 curve.setdefault(tool.name, {})[size] = measure(client, calls, tool, smaller, "no-op", rounds).seconds
                 if tool is tools[0]:   # while its images are there, as in the table
                     curve.setdefault("stat walk + 1 listing", {})[size] = stat_walk(calls, tool, rounds).seconds
@@ -299,7 +315,7 @@ def plot(curve: dict[str, dict[int, float]], path: Path, shape: Shape) -> None:
 
 def ratio(seconds: float, reference: float | None) -> str:
     """seconds as a multiple of the reference's ('' without one)."""
-    return f"{seconds / reference:.2f}x" if reference else ""
+    return f"{seconds / reference:.2f}x" if reference and not math.isnan(reference) else ""
 
 
 def main() -> None:
@@ -347,8 +363,9 @@ def main() -> None:
                 remove_images(client, tool)
     rows.sort(key=lambda row: SCENARIOS.index(row[0]))
     bake = {scenario: m.seconds for scenario, tool, m in rows if tool == "docker buildx bake"}
-    table = tabulate([[scenario, tool, f"{m.seconds:.2f}", ratio(m.seconds, bake.get(scenario)), m.rebuilt, m.calls,
-                       f"{m.peak_mb:.0f}"] for scenario, tool, m in rows],
+    table = tabulate([[scenario, tool, f"failed: {m.failed}" if m.failed else f"{m.seconds:.2f}",
+                       "" if m.failed else ratio(m.seconds, bake.get(scenario)), m.rebuilt, m.calls, f"{m.peak_mb:.0f}"]
+                      for scenario, tool, m in rows],
                      headers=["scenario", "tool", "seconds", "/ bake", "images rebuilt", "API calls", "peak MB"])
     heading = (f"{shape.services} services x {shape.files} files of {shape.file_bytes} bytes, chains of {shape.chain}; "
                f"median of {options.rounds} (cold, force, base bump: {options.heavy_rounds}); {os.cpu_count()} cores")
