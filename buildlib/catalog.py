@@ -166,6 +166,8 @@ class Catalog:
             return   # after a change, only the few images asked about next: inspected one by one
         self.listed = True
         wanted = _expected.get(self.root)
+        if wanted == ():
+            return   # nothing to list: what it is asked about is inspected
         for summary in engine.images({"reference": list(wanted)} if wanted else {}):
             facts = self.facts.get(summary["Id"])
             for tag in summary.get("RepoTags") or []:

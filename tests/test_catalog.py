@@ -90,3 +90,12 @@ def test_the_listing_returns_only_the_images_the_project_said_it_uses(tmp_path, 
     # The engine matches the familiar names buildlib asks for, however the project wrote them.
     assert sorted(tag for summary in listed[0] for tag in summary["RepoTags"]) == sorted([pushed, ours])
     assert catalog(tmp_path).inspect(theirs) is not None      # not listed: asked about by itself
+
+
+def test_a_catalog_told_of_no_image_lists_none_and_inspects_what_it_is_asked(tmp_path, image_of, uid, monkeypatch):
+    ref = f"nothing{uid}:1"
+    image_id = image_of(ref, ref)
+    listed = []
+    monkeypatch.setattr(engine, "images", lambda filters: listed.append(filters) or [])
+    expect_images(tmp_path, [])   # force=1 with no base image: every image is rebuilt, none is judged
+    assert catalog(tmp_path).inspect(ref)["Id"] == image_id and listed == []
