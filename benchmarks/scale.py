@@ -363,10 +363,12 @@ def main() -> None:
                 remove_images(client, tool)
     rows.sort(key=lambda row: SCENARIOS.index(row[0]))
     bake = {scenario: m.seconds for scenario, tool, m in rows if tool == "docker buildx bake"}
-    table = tabulate([[scenario, tool, f"failed: {m.failed}" if m.failed else f"{m.seconds:.2f}",
+    failures = [f"{scenario}, {tool}: {m.failed}" for scenario, tool, m in rows if m.failed]
+    table = tabulate([[scenario, tool, "failed *" if m.failed else f"{m.seconds:.2f}",
                        "" if m.failed else ratio(m.seconds, bake.get(scenario)), m.rebuilt, m.calls, f"{m.peak_mb:.0f}"]
                       for scenario, tool, m in rows],
                      headers=["scenario", "tool", "seconds", "/ bake", "images rebuilt", "API calls", "peak MB"])
+    table += "".join(f"\n* {failure}" for failure in failures)   # the cell stays narrow; the reason is below
     heading = (f"{shape.services} services x {shape.files} files of {shape.file_bytes} bytes, chains of {shape.chain}; "
                f"median of {options.rounds} (cold, force, base bump: {options.heavy_rounds}); {os.cpu_count()} cores")
     print(heading)

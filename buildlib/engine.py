@@ -29,8 +29,10 @@ LAST_LINES = 10    # of a failed build's output, shown with its error
 # The classic builder's own lines, left out of those: the steps' output is what explains a failure.
 BUILDER_CHATTER = ("Step ", "--->", "Removing intermediate container", "Successfully")
 
-VANISHED_CONTENT = re.compile(r"content digest sha256:[0-9a-f]+: not found")
-LIST_ATTEMPTS = 4
+# Answers of the containerd store that meet an image changing at that moment: the same question, asked
+# again, gets a sound answer.
+PASSING_TROUBLE = re.compile(r"content digest sha256:[0-9a-f]+: not found|data changed during operation, retry")
+ATTEMPTS = 4
 
 PUSHED_DIGEST = re.compile(r"\bdigest: (sha256:[0-9a-f]{64})\b")
 
@@ -84,6 +86,10 @@ def ping() -> None:
 
 def inspect(ref: str) -> dict | None:
     """The engine's record of an image, or None when it has no image by that reference."""
+    return _asked_again(_inspected, ref)
+
+
+def _inspected(ref: str) -> dict | None:
     with _translated_errors(ref):
         try:
             return client().inspect_image(ref)
@@ -92,25 +98,31 @@ def inspect(ref: str) -> dict | None:
 
 
 def images(filters: Mapping[str, object]) -> list[dict]:
-    """The engine's summary of every tagged image that passes the filters, in one call.
-
-    On the containerd store a listing that meets an image being removed at that moment (by
-    another build, `docker rmi`, a prune) fails with "content digest ...: not found" (moby
-    #46077, nerdctl #3513); the next listing no longer sees that image, so it is asked again.
-    """
-    for attempt in range(1, LIST_ATTEMPTS):
-        try:
-            return _listed(filters)
-        except EngineError as error:
-            if not VANISHED_CONTENT.search(str(error)):
-                raise
-            time.sleep(0.2 * attempt)
-    return _listed(filters)
+    """The engine's summary of every tagged image that passes the filters, in one call."""
+    return _asked_again(_listed, filters)
 
 
 def _listed(filters: Mapping[str, object]) -> list[dict]:
     with _translated_errors("list images"):
         return client().images(filters=dict(filters))
+
+
+def _asked_again(ask: Callable, question):
+    """ask(question), asked again after trouble that passes.
+
+    On the containerd store a listing that meets an image being removed at that moment (by
+    another build, `docker rmi`, a prune) fails with "content digest ...: not found" (moby
+    #46077, nerdctl #3513), and an inspect of an image being tagged by another build with
+    "consistency error: data changed during operation, retry"; the next answer is sound.
+    """
+    for attempt in range(1, ATTEMPTS):
+        try:
+            return ask(question)
+        except EngineError as error:
+            if not PASSING_TROUBLE.search(str(error)):
+                raise
+            time.sleep(0.2 * attempt)
+    return ask(question)
 
 
 def pull(ref: str, platform: str | None, timeout: float, on_progress: Callable[[int, int], None]) -> None:

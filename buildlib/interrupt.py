@@ -7,10 +7,12 @@ once its build succeeded, so no image carries the inputs hash of a build that di
 """
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import sys
 
 MESSAGE = "interrupted: finished builds are kept; the next run builds only what was left"
+WORKER_SECONDS = 5   # how long a doit worker that was told to stop may take before it is killed
 
 
 def stop_on_signals() -> None:
@@ -21,7 +23,18 @@ def stop_on_signals() -> None:
     def one_line(kind, error, trace):
         if issubclass(kind, KeyboardInterrupt):
             sys.stderr.write(f"{MESSAGE}\n")
+            _end_workers()
         else:
             previous_hook(kind, error, trace)
 
     sys.excepthook = one_line
+
+
+def _end_workers() -> None:
+    """At exit Python waits for every worker doit forked, without a limit. doit told them to stop; one that
+    does not (a CI run once waited over a minute after SIGTERM, cause not found) must not hold the run."""
+    for worker in multiprocessing.active_children():
+        worker.join(WORKER_SECONDS)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,15 @@ class Started:
         raise AssertionError(f"no {what} within {seconds}s:\n{self.stderr()}")
 
     def end(self, seconds: float = 600) -> Run:
-        self.process.wait(seconds)
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            # PYTHONFAULTHANDLER (start): SIGABRT has every process of the run write its stacks to the log.
+            os.killpg(self.process.pid, signal.SIGABRT)
+            time.sleep(2)
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise AssertionError(f"the run did not end within {seconds}s:\n{self.stderr()[-30000:]}") from None
         run = Run(self.process.returncode, "", self.stderr())
         self.log.close()
         return run
@@ -109,7 +118,8 @@ class Repo:
     def start(self, *args: str) -> Started:
         """A run in the background, in a process group of its own (as a terminal's Ctrl-C would reach it)."""
         log = tempfile.TemporaryFile("w+")
-        process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.path, env=self.environment(),
+        process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.path,
+                                   env=self.environment({"PYTHONFAULTHANDLER": "1"}),
                                    stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
         return Started(process, log)
 

@@ -44,13 +44,22 @@ def finished(stderr: str) -> set[str]:
 
 
 def image_ids(client, repo) -> dict[str, str | None]:
-    ids = {}
-    for name in SERVICES:
+    return {name: image_id(client, repo.image(name)) for name in SERVICES}
+
+
+def image_id(client, ref: str) -> str | None:
+    """The image's ID while builds go on: the containerd store may answer an inspect of an image being
+    tagged at that moment with "consistency error: data changed during operation, retry"."""
+    for _ in range(20):
         try:
-            ids[name] = client.inspect_image(repo.image(name))["Id"]
+            return client.inspect_image(ref)["Id"]
         except docker.errors.NotFound:
-            ids[name] = None
-    return ids
+            return None
+        except docker.errors.APIError as error:
+            if "retry" not in str(error.explanation):
+                raise
+            time.sleep(0.1)
+    raise AssertionError(f"the engine never answered an inspect of {ref} soundly")
 
 
 def wait_for_a_new_image(started, client, repo, before: dict[str, str | None]) -> None:
