@@ -56,6 +56,14 @@ def test_bakes_output_goes_to_the_target_each_step_belongs_to():
     assert said.startswith("build failed at 'RUN echo boom && exit 3': process ") and said.endswith("    | boom")
 
 
+def test_the_dockerfile_excerpt_goes_to_the_target_the_error_names_not_to_the_last_block():
+    cancelled_after = BAKE_FAILURE.replace("------\nDockerfile:2", "------\n------\n > [a] exporting to image:\n"
+                                           "------\nDockerfile:2\n--------------------\n   2 | >>> RUN echo boom")
+    parts = split(cancelled_after, {"a", "b", "c"})
+    assert "   2 | >>> RUN echo boom" in parts["b"] and not any("boom" in line for line in parts["a"] + parts["c"])
+    assert parts["b"][-4:-1] == ["Dockerfile:2", "--------------------", "   2 | >>> RUN echo boom"]
+
+
 # On the containerd store a target cancelled while it exported may end in an error of its own making.
 CANCELLED_EXPORT = """#14 [good] exporting to image
 #14 exporting layers done

@@ -29,6 +29,8 @@ TARGET_ERROR = re.compile(r"ERROR: target ([A-Za-z0-9_-]+): (.*)")
 # BuildKit losing track of a target's job when a bake starts many at once: that target was not built, nor did it fail.
 LOST_JOB = "ERROR: failed to receive status: rpc error: code = NotFound desc = no such job"
 EPILOGUE_STEP = re.compile(r" > \[([A-Za-z0-9_-]+)[ \]]")          # " > [web 2/3] COPY x /y:", after a failure
+# "Dockerfile:3" after the failed steps' blocks: the excerpt of the Dockerfile that the next ERROR line is about.
+EXCERPT = re.compile(r".+:\d+")
 # How a target cancelled by another's failure may end: its export (on the containerd store a missing
 # snapshot) or its context cancelled. Not its own failure while another target has one of its own.
 CANCELLED = re.compile(r"context canceled|^exporting ")
@@ -112,12 +114,13 @@ def _run(kit: BuildKit, definition: Path, names: list[str], outputs: dict[str, C
     parts: dict[str, list[str]] = {name: [] for name in names}
     router = Router(set(names))
 
-    def route(text: str) -> None:
-        for name, line in router.route(text.rstrip("\n")):
+    def send(routed: list[tuple[str, str]]) -> None:
+        for name, line in routed:
             outputs[name](line + "\n")
             parts[name].append(line)
 
-    code = run_buildx(command + names, route, [])
+    code = run_buildx(command + names, lambda text: send(router.route(text.rstrip("\n"))), [])
+    send(router.end())
     try:
         found = json.loads(metadata.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -134,14 +137,23 @@ class Router:
         self.owners: dict[str, str] = {}     # step number -> target
         self.last: list[str] = sorted(names)
         self.epilogue = ""                   # the target whose failure the lines after the steps describe
+        self.previous = ""
+        self.held: list[str] | None = None   # an excerpt, until the ERROR line says whose it is
 
     def route(self, line: str) -> list[tuple[str, str]]:
+        previous, self.previous = self.previous, line
         if owned := OWNED_VERTEX.match(line):
             if owned[2] in self.names:
                 self.owners.setdefault(owned[1], owned[2])
         if failed := TARGET_ERROR.fullmatch(line):
             if failed[1] in self.names:   # "ERROR: target web: failed to solve: ...", as buildx build says it
-                return [(failed[1], f"ERROR: {failed[2]}")]
+                return [(failed[1], held) for held in self._release()] + [(failed[1], f"ERROR: {failed[2]}")]
+        if self.held is not None and not line.startswith("ERROR: "):
+            self.held.append(line)
+            return []
+        if self.epilogue and previous == "------" and EXCERPT.fullmatch(line):
+            self.held = [line]   # which block came last says nothing: several failed or were cancelled
+            return []
         if step := EPILOGUE_STEP.match(line):
             self.epilogue = step[1] if step[1] in self.names else ""
         if vertex := VERTEX.match(line):
@@ -149,7 +161,15 @@ class Router:
             self.last = [owner] if owner else sorted(self.names)
         elif line and not line.startswith("#"):
             self.last = [self.epilogue] if self.epilogue else sorted(self.names)
-        return [(name, line) for name in self.last]
+        return self.end() + [(name, line) for name in self.last]
+
+    def end(self) -> list[tuple[str, str]]:
+        """The lines still held back, to where the last line went (the output ended, or not with a target's error)."""
+        return [(name, held) for held in self._release() for name in self.last]
+
+    def _release(self) -> list[str]:
+        held, self.held = self.held or [], None
+        return held
 
 
 def _outcomes(code: int, parts: dict[str, list[str]], metadata: dict, requests: dict[str, BuildRequest],
