@@ -90,6 +90,12 @@ class Started:
         return run
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a terminal's foreground run gets it: a shell's background job (a CI script run with `&`)
+    ignores SIGINT, its children inherit that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Repo:
     """A copy of the sample repository in a temporary folder, with its own tag."""
 
@@ -120,7 +126,8 @@ class Repo:
         log = tempfile.TemporaryFile("w+")
         process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=self.path,
                                    env=self.environment({"PYTHONFAULTHANDLER": "1"}),
-                                   stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True,
+                                   preexec_fn=_as_in_a_terminal)
         return Started(process, log)
 
     def status(self) -> dict[str, dict]:
