@@ -182,6 +182,17 @@ def test_a_chain_is_built_in_one_bake_each_on_the_base_just_built(make_repo, uid
         assert {row["status"] for row in repo.status().values()} == {"OK"}
 
 
+def test_a_service_cancelled_after_its_base_was_built_is_baked_again_on_it(make_repo, uid, client):
+    # bad fails while top still sleeps and base is done: the next bake has top alone, base only through
+    # top's `target:` context, and bake must still be allowed to read base's files.
+    repo = make_repo({"base": f"FROM busybox:1.36\nRUN echo {uid} > /base\n",
+                      "top": f"ARG REGISTRY\nARG TAG\nFROM ${{REGISTRY}}bt{uid}-base:${{TAG}}\nRUN sleep 6\n",
+                      "bad": f"FROM busybox:1.36\nRUN sleep 2 && echo {uid} && exit 3\n"}, MIRRORS)
+    run = repo.doit("build_all")
+    assert run.results() == {"base": "built", "top": "built", "bad": "failed"}, run.stderr
+    assert file_in_image(client, repo.image("top"), "/base") == f"{uid}\n".encode()
+
+
 def test_a_chain_on_a_base_that_fails_fails_in_one_line_each(make_repo, uid):
     repo = make_repo({"base": f"FROM busybox:1.36\nRUN echo {uid} && exit 3\n",
                       "mid": f"ARG REGISTRY\nARG TAG\nFROM ${{REGISTRY}}bt{uid}-base:${{TAG}}\nRUN true\n",

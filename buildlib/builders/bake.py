@@ -59,9 +59,11 @@ def bake(kit: BuildKit, requests: Sequence[BuildRequest],
         definition.write_text(json.dumps({"target": targets}))
         by_name = dict(zip(names, zip(requests, outputs)))
         waiting = list(names)
+        # All of them: a target baked again may reach a base built before only through its `target:` context.
+        paths = readable(targets.values())
         while waiting:
             code, parts, metadata = _run(kit, definition, waiting, {name: by_name[name][1] for name in waiting},
-                                         readable(targets[name] for name in waiting))
+                                         paths)
             ended = _outcomes(code, parts, metadata, {name: by_name[name][0] for name in waiting}, kit.builder)
             if not ended:   # nothing moved: say the whole failure rather than try again for ever
                 ended = {name: EngineError(failure(parts[name], by_name[name][0].dockerfile_path)) for name in waiting}
