@@ -177,7 +177,10 @@ def run(argv: list[str], folder: Path, environment: dict, calls: EngineCalls) ->
     """Run a command through the counting proxy; its wall time and its largest process's peak MB."""
     calls.reset()
     started = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=folder, env={**os.environ, **environment, "DOCKER_HOST": calls.host},
+    # A user's installed packages have their bytecode; a machine that says not to write it would have
+    # buildlib (an editable install here) compile its modules on every run, which no user pays.
+    given = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    process = subprocess.Popen(argv, cwd=folder, env={**given, **environment, "DOCKER_HOST": calls.host},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)

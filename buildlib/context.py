@@ -64,9 +64,11 @@ def dockerignore_patterns(context: Path, dockerfile: Path | None) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")] + own
 
 
-def dockerfile_name(context: Path, dockerfile: Path | None) -> str:
-    """The Dockerfile's path in the context; docker-py sends one from outside under a name of its own."""
-    context, dockerfile = context.resolve(), dockerfile.resolve()
+def dockerfile_name(context: Path, dockerfile: Path) -> str:
+    """The Dockerfile's path in the context; docker-py sends one from outside under a name of its own.
+
+    Both paths are taken as resolved (a Service holds them so): resolving costs an lstat per part of each.
+    """
     return dockerfile.relative_to(context).as_posix() if dockerfile.is_relative_to(context) else ".dockerfile"
 
 
@@ -74,7 +76,8 @@ def context_paths(context: Path, dockerfile: Path | None, cache: DigestCache | N
     """The paths (files and folders) that a build of this context sends to the engine, with their lstat.
 
     docker-py's matcher decides, as its own walk does, but each file's verdict is asked only when
-    the folder's listing changed since the cache remembered which paths the rules keep.
+    the folder's listing changed since the cache remembered which paths the rules keep. Both paths
+    are resolved ones, as a Service holds them.
     """
     if not context.is_dir():
         raise BuildlibError(f"{context}: build context is not a folder")
@@ -84,7 +87,8 @@ def context_paths(context: Path, dockerfile: Path | None, cache: DigestCache | N
     kept_anyway = f"!{dockerfile_name(context, dockerfile)}" if dockerfile else ""
     matcher = PatternMatcher([*patterns, kept_anyway] if dockerfile else patterns)
     found = dict(sorted(_walk(str(context), "", lambda folder: _skipped(matcher, folder))))
-    listing = json.dumps([patterns, kept_anyway, list(found)])
+    # No pattern, path or name is empty or holds a NUL: the empty fields keep the three parts apart.
+    listing = "\0".join([*patterns, "", kept_anyway, "", *found])
     kept = (cache or DigestCache(None)).kept_paths(
         hashlib.sha256(listing.encode()).hexdigest(), lambda: [path for path in found if not matcher.matches(path)])
     return {path: found[path] for path in kept}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,13 +100,13 @@ def load_project(settings: Settings) -> Project:
                               "give each service an image of its own")
         elif isinstance(record, Declared):
             images[record.image] = name
-    services, broken = {}, {}
+    services, broken, real_folders = {}, {}, {}
     for name, record in declared.items():
         if isinstance(record, str):
             broken[name] = record
             continue
         try:
-            services[name] = _service(settings, record, images)
+            services[name] = _service(settings, record, images, real_folders)
         except BuildlibError as error:
             broken[name] = str(error)
     for name, why in _cycles(services).items():
@@ -114,7 +115,7 @@ def load_project(settings: Settings) -> Project:
     return Project(settings, services, broken, {ref_name: ref for ref, ref_name in images.items()})
 
 
-def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) -> Service:
+def _service(settings: Settings, declared: Declared, images: Mapping[str, str], real_folders: dict[str, str]) -> Service:
     dockerfile, context = declared.dockerfile, declared.context
     shown = dockerfile.relative_to(settings.root).as_posix() if dockerfile.is_relative_to(settings.root) else str(dockerfile)
     build_args = {**declared.args, "REGISTRY": f"{settings.registry}/" if settings.registry else "",
@@ -138,7 +139,8 @@ def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) 
             externals[ref] = ExternalImage(ref, wanted)
     name = declared.name
     return Service(
-        name=name, image=declared.image, context=str(context.resolve()), dockerfile=str(dockerfile.resolve()),
+        name=name, image=declared.image, context=_resolved(context, real_folders),
+        dockerfile=_resolved(dockerfile, real_folders),
         target=declared.target, platform=declared.platform, build_args=build_args,
         hashed_args={key: value for key, value in build_args.items() if key in analysis.seen_args},
         base_images=tuple(refs), external_images=tuple(externals[ref] for ref in sorted(externals)),
@@ -151,6 +153,16 @@ def _service(settings: Settings, declared: Declared, images: Mapping[str, str]) 
         dockerfile_sha256=hashlib.sha256(data).hexdigest(), has_triggers=may_have_triggers(data),
         build_contexts={name: f"docker-image://{ref}" for name, ref in contexts.items()}, folder_contexts=folders,
         labels=dict(declared.labels), tags=declared.tags, ssh=declared.ssh)
+
+
+def _resolved(path: Path, folders: dict[str, str]) -> str:
+    """What Path.resolve gives, with each folder resolved once for all its entries (it costs an lstat a part)."""
+    parent = str(path.parent)
+    if parent not in folders:
+        folders[parent] = os.path.realpath(parent)
+    joined = os.path.join(folders[parent], path.name)
+    folders[str(path)] = os.path.realpath(joined) if path.name == ".." or os.path.islink(joined) else joined
+    return folders[str(path)]
 
 
 def _image_contexts(declared: Declared, images: Mapping[str, str]) -> dict[str, str]:

@@ -89,7 +89,9 @@ def as_task_result(function, *args):
         return TaskFailed(str(error))
 
 
+@functools.cache
 def git_revision(root: Path) -> str | None:
+    """The commit the images are built from, asked once a process and only when something is built."""
     try:
         result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
     except OSError:
@@ -166,10 +168,10 @@ def run_render(service_templates: tuple[templates.Template, ...], root: Path):
     return as_task_result(templates.render_in_place, service_templates, root, dict(os.environ))
 
 
-def run_build(service: Service, settings: Settings, revision: str | None):
+def run_build(service: Service, settings: Settings):
     """Action: build one service; its inputs are kept in the state file to explain the next rebuild."""
     try:
-        return as_task_result(build.build, service, settings, revision)
+        return as_task_result(build.build, service, settings, git_revision(settings.root))
     finally:
         mark_changed(settings.root, [service.image])   # a build moves only its own tag
 
@@ -422,7 +424,6 @@ def task_build():
     """Build each service whose image is missing, invalid or stale (force=1: all, no layer cache)."""
     project = current_project()
     settings = project.settings
-    revision = git_revision(settings.root)
     for name in project.names:
         if name in project.broken:
             yield {"name": name, "actions": [(refuse, [project.broken[name]])],
@@ -432,7 +433,7 @@ def task_build():
         service = project.services[name]
         yield {
             "name": name,
-            "actions": [(run_build, [service, settings, revision])],
+            "actions": [(run_build, [service, settings])],
             "uptodate": [(build_is_current, [service, settings.project, settings.force, settings.root])],
             "task_dep": [f"prefetch:{image.ref}" for image in service.external_images]
                         + [f"build:{base}" for base in service.base_services]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from buildlib.errors import SettingsError
-from buildlib.project import ExternalImage, load_project
+from buildlib.project import ExternalImage, _resolved, load_project
 from buildlib.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +93,15 @@ def test_a_named_context_stands_for_another_services_image_or_an_image(tmp_path)
     with pytest.raises(SettingsError, match=r"services.app\] contexts.base: 'https://x/y.git' is not supported by "
                                             "buildlib yet .* and folders, not URLs"):
         project_of(tmp_path)
+
+
+def test_paths_resolve_as_pathlib_does_with_each_folder_resolved_once(tmp_path, monkeypatch):
+    (tmp_path / "real" / "app").mkdir(parents=True)
+    (tmp_path / "real" / "app" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "services").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "app" / "link.Dockerfile").symlink_to("Dockerfile")
+    monkeypatch.chdir(tmp_path)
+    paths = [Path("services/app"), Path("services/app/Dockerfile"), Path("services/app/link.Dockerfile"),
+             tmp_path / "services" / "app" / "..", tmp_path / "services" / "gone" / "Dockerfile", Path("/")]
+    folders: dict[str, str] = {}
+    assert [_resolved(path, folders) for path in paths + paths] == [str(path.resolve()) for path in paths + paths]

@@ -11,12 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
 from ..dockerfile import REFERENCE
 from ..errors import SettingsError
 from ..settings import Settings, context_defect
-from . import Declared, arg_secrets, compose_file, image_name, reference_defect, resolved
+from . import Declared, arg_secrets, image_name, reference_defect, resolved
 
 # What compose finds by itself at a project's root, and what can change its answer.
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
@@ -166,6 +164,8 @@ def _stat(path: Path) -> list | None:
 
 def _ask_compose(root: Path, files: tuple[Path, ...], profiles: tuple[str, ...], named: bool) -> dict:
     """compose's model of the files; where compose is not installed, our own reading of them."""
+    import yaml   # 10 ms to import, paid only when the cached answer no longer holds
+    from . import compose_file
     command = ["docker", "compose", "--project-directory", str(root)]
     for path in files if named else ():   # compose finds a default file itself, and then its override file too
         command += ["--file", str(path)]
