@@ -31,6 +31,7 @@ settings.load_profile("reproducible")
 
 import shims
 from engines import Engine
+from images import listed
 from registries import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +155,7 @@ class Repo:
         path.write_text(path.read_text() + text)
 
     def remove_images(self) -> None:
-        for image in self.client.images(filters={"label": f"io.buildlib.project={self.project}"}):
+        for image in listed(self.client, filters={"label": f"io.buildlib.project={self.project}"}):
             for ref in image.get("RepoTags") or []:
                 if ref.endswith(f":{self.tag}"):
                     self.client.remove_image(ref, force=True)
@@ -204,7 +205,7 @@ def make_repo(tmp_path: Path, client: docker.APIClient, uid: str):
     yield make
     for repo in made:
         repo.remove_images()
-    for image in client.images():
+    for image in listed(client):
         for ref in image.get("RepoTags") or []:
             if uid in ref:
                 client.remove_image(ref, force=True)

@@ -1,10 +1,25 @@
-"""What is inside a built image: its files read through a container that never runs."""
+"""What the engine holds: its tagged images, and the files inside one read through a container that never runs."""
 from __future__ import annotations
 
 import io
 import tarfile
+import time
 
 import docker
+
+from buildlib.engine import ATTEMPTS, PASSING_TROUBLE
+
+
+def listed(client: docker.APIClient, **query) -> list[dict]:
+    """client.images(**query), asked again as buildlib asks: a containerd store listing that meets an image
+    another test removes at that moment fails with "content digest ...: not found"."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return client.images(**query)
+        except docker.errors.NotFound as error:
+            if attempt == ATTEMPTS or not PASSING_TROUBLE.search(str(error)):
+                raise
+            time.sleep(0.2 * attempt)
 
 
 def image_file(client: docker.APIClient, image: str, path: str) -> tarfile.TarInfo:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from buildlib.builders import BuildRequest
 from buildlib.builders.bake import Router, image_record, named_context, own_failures, readable, target_names
 from buildlib.builders.buildkit import failure, flags, target
@@ -36,8 +38,8 @@ Dockerfile:2
 ERROR: target b: failed to solve: process "/bin/sh -c echo boom && exit 3" did not complete successfully: exit code: 3"""
 
 
-def split(text: str, names: set[str]) -> dict[str, list[str]]:
-    router, parts = Router(names), {name: [] for name in names}
+def split(text: str, names: set[str], bases: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    router, parts = Router(names, bases), {name: [] for name in names}
     for line in text.splitlines():
         for name, routed in router.route(line):
             parts[name].append(routed)
@@ -62,6 +64,36 @@ def test_the_dockerfile_excerpt_goes_to_the_target_the_error_names_not_to_the_la
     parts = split(cancelled_after, {"a", "b", "c"})
     assert "   2 | >>> RUN echo boom" in parts["b"] and not any("boom" in line for line in parts["a"] + parts["c"])
     assert parts["b"][-4:-1] == ["Dockerfile:2", "--------------------", "   2 | >>> RUN echo boom"]
+
+
+# What bake printed here when a target built on another (`target:` context) ran the other's failing step
+# first: the step named after the wrong target, or after both (trimmed).
+BASE_FAILURE_SEEN_FROM_ABOVE = """#26 [orphan 2/2] RUN echo last-words && exit 3
+#26 ...
+
+#26 [orphan 2/2] RUN echo last-words && exit 3
+#26 3.914 last-words
+#26 ERROR: process "/bin/sh -c echo last-words && exit 3" did not complete successfully: exit code: 3
+
+#27 [other 2/2] RUN sleep 2
+#27 CANCELED
+------
+ > [orphan 2/2] RUN echo last-words && exit 3:
+3.914 last-words
+------
+ERROR: target bad: failed to run Build function: process "/bin/sh -c echo last-words && exit 3" did not complete successfully: exit code: 3"""
+NAMED_AFTER_BOTH = BASE_FAILURE_SEEN_FROM_ABOVE.replace("#26 [orphan 2/2] RUN echo last-words && exit 3\n#26 3",
+                                                        "#26 [bad 2/2] RUN echo last-words && exit 3\n#26 3")
+
+
+@pytest.mark.parametrize("printed", [BASE_FAILURE_SEEN_FROM_ABOVE, NAMED_AFTER_BOTH])
+def test_a_failed_step_of_a_base_built_in_the_same_bake_is_the_bases_whatever_name_bake_printed(printed):
+    parts = split(printed, {"bad", "orphan", "other"}, {"orphan": ["bad"], "bad": []})
+    assert failure(parts["bad"], "services/bad/Dockerfile") == (
+        "build failed at 'RUN echo last-words && exit 3': process \"/bin/sh -c echo last-words && exit 3\" did not "
+        "complete successfully: exit code: 3\n    | last-words")
+    assert own_failures(parts) == {"bad"}
+    assert failure(split(printed, {"bad", "orphan", "other"})["bad"], "D").startswith("build failed: failed to run")
 
 
 # On the containerd store a target cancelled while it exported may end in an error of its own making.

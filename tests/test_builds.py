@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from images import listed
+
 SERVICES = {"apphub", "backend", "frontend", "jupyterhub", "nginx", "postgres-init", "singleuser", "model-server",
             "slurm-controller"}
 
@@ -152,8 +154,8 @@ def test_clean_removes_only_images_buildlib_built(repo, client):
     client.tag("alpine:3.20", "ai-infra-nginx", repo.tag)
     run = repo.doit("clean", "build:backend", "build:nginx")
     assert run.returncode == 0, run.stderr
-    assert client.images(name=repo.image("backend")) == []
-    assert client.images(name=repo.image("nginx")) != []
+    assert listed(client, name=repo.image("backend")) == []
+    assert listed(client, name=repo.image("nginx")) != []
     client.remove_image(repo.image("nginx"))
 
 

@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from images import listed
+
 MIRRORS = 'mirrors = ["127.0.0.1:5000"]\n'
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/buildlib-no-such-engine.sock"}
 
@@ -118,6 +120,6 @@ def test_clean_keeps_an_image_a_container_uses_and_says_so_in_one_line(make_repo
         # doit's clean always exits 0; what matters is that the line names the image and the reason
         assert run.returncode == 0
         assert one_line(run).startswith(f"warning: {repo.image('app')} kept: remove ") and "container" in run.stderr
-        assert client.images(name=repo.image("app")) != [] and client.images(name=repo.image("other")) == []
+        assert listed(client, name=repo.image("app")) != [] and listed(client, name=repo.image("other")) == []
     finally:
         client.remove_container(holder)

@@ -5,6 +5,7 @@ import json
 import re
 import time
 
+from images import listed
 from registries import Proxy, docker_config, locked_registry, seed_image
 
 # Quick retries; the timeout only has to outlast a pull on an engine that the parallel suite keeps busy.
@@ -152,7 +153,7 @@ def test_a_mirror_serving_other_content_for_a_pinned_digest_is_refused(make_repo
     # overlay2 and the containerd store word it differently; both refuse it at once
     assert re.search(rf"{liar.address}: (manifest verification failed for digest {pinned}|.*failed precondition) "
                      r"\(not retried\)", run.stderr), run.stderr
-    assert client.images(name=base) == []
+    assert listed(client, name=base) == []
     liar.close()
 
 

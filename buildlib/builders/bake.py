@@ -20,8 +20,8 @@ from ..catalog import familiar
 from ..dockerfile import may_have_triggers
 from ..errors import BuildlibError, EngineError
 from . import BuildRequest, base_failed
-from .buildkit import (CONNECTION_STEP, BuildKit, _unreachable, failed_step, failure, run_buildx, sent_dockerfile,
-                       target)
+from .buildkit import (CONNECTION_STEP, STEP_ERROR, BuildKit, _unreachable, failed_step, failure, run_buildx,
+                       sent_dockerfile, target)
 
 VERTEX = re.compile(r"#(\d+) ")
 OWNED_VERTEX = re.compile(r"#(\d+) \[([A-Za-z0-9_-]+)[ \]]")     # "#9 [web 2/3] COPY ...", "#5 [web internal] ..."
@@ -62,8 +62,7 @@ def bake(kit: BuildKit, requests: Sequence[BuildRequest],
         # All of them: a target baked again may reach a base built before only through its `target:` context.
         paths = readable(targets.values())
         while waiting:
-            code, parts, metadata = _run(kit, definition, waiting, {name: by_name[name][1] for name in waiting},
-                                         paths)
+            code, parts, metadata = _run(kit, definition, {name: by_name[name][1] for name in waiting}, bases, paths)
             ended = _outcomes(code, parts, metadata, {name: by_name[name][0] for name in waiting}, kit.builder)
             if not ended:   # nothing moved: say the whole failure rather than try again for ever
                 ended = {name: EngineError(failure(parts[name], by_name[name][0].dockerfile_path)) for name in waiting}
@@ -102,10 +101,11 @@ def readable(definitions) -> list[str]:
     return sorted(paths)
 
 
-def _run(kit: BuildKit, definition: Path, names: list[str], outputs: dict[str, Callable[[str], object]],
-         paths: list[str]) -> tuple[int, dict[str, list[str]], dict]:
-    """One bake of the named targets; its exit code, each target's lines (shared ones go to all) and
+def _run(kit: BuildKit, definition: Path, outputs: dict[str, Callable[[str], object]],
+         bases: Mapping[str, Sequence[str]], paths: list[str]) -> tuple[int, dict[str, list[str]], dict]:
+    """One bake of the targets in outputs; its exit code, each target's lines (shared ones go to all) and
     its metadata (each built target's image)."""
+    names = list(outputs)
     metadata = definition.with_name("metadata.json")
     metadata.unlink(missing_ok=True)
     command = ["docker", "buildx", "bake", "--progress=plain", "--file", str(definition),
@@ -114,7 +114,7 @@ def _run(kit: BuildKit, definition: Path, names: list[str], outputs: dict[str, C
     if kit.builder:
         command += ["--builder", kit.builder]
     parts: dict[str, list[str]] = {name: [] for name in names}
-    router = Router(set(names))
+    router = Router(set(names), bases)
 
     def send(routed: list[tuple[str, str]]) -> None:
         for name, line in routed:
@@ -132,11 +132,19 @@ def _run(kit: BuildKit, definition: Path, names: list[str], outputs: dict[str, C
 
 class Router:
     """Which targets a line of bake's plain progress belongs to: a step's lines go to the target its name
-    starts with; steps shared by several targets (a base image's metadata) and bake's own lines go to all."""
+    starts with; steps shared by several targets (a base image's metadata) and bake's own lines go to all.
 
-    def __init__(self, names: set[str]):
+    A target built on another through a `target:` context (bases: target -> the targets it is built on)
+    runs that base's steps too, and bake may print a step under the name of the target that reached it
+    first: a base whose error comes without a failed step of its own gets the failed step a target built
+    on it printed."""
+
+    def __init__(self, names: set[str], bases: Mapping[str, Sequence[str]] | None = None):
         self.names = names
+        self.under = {name: _all_bases(name, bases or {}) for name in names}
         self.owners: dict[str, str] = {}     # step number -> target
+        self.failed: set[str] = set()        # the targets with a failed step
+        self.kept: dict[str, list[str]] = {}  # step number -> its lines, for steps of targets built on others
         self.last: list[str] = sorted(names)
         self.epilogue = ""                   # the target whose failure the lines after the steps describe
         self.previous = ""
@@ -149,7 +157,8 @@ class Router:
                 self.owners.setdefault(owned[1], owned[2])
         if failed := TARGET_ERROR.fullmatch(line):
             if failed[1] in self.names:   # "ERROR: target web: failed to solve: ...", as buildx build says it
-                return [(failed[1], held) for held in self._release()] + [(failed[1], f"ERROR: {failed[2]}")]
+                return [(failed[1], step) for step in self._failed_step_run_for(failed[1])] + \
+                    [(failed[1], held) for held in self._release()] + [(failed[1], f"ERROR: {failed[2]}")]
         if self.held is not None and not line.startswith("ERROR: "):
             self.held.append(line)
             return []
@@ -161,9 +170,24 @@ class Router:
         if vertex := VERTEX.match(line):
             owner = self.owners.get(vertex[1])
             self.last = [owner] if owner else sorted(self.names)
+            if owner and STEP_ERROR.fullmatch(line):
+                self.failed.add(owner)
+            if owner and self.under[owner]:
+                self.kept.setdefault(vertex[1], []).append(line)
         elif line and not line.startswith("#"):
             self.last = [self.epilogue] if self.epilogue else sorted(self.names)
         return self.end() + [(name, line) for name in self.last]
+
+    def _failed_step_run_for(self, base: str) -> list[str]:
+        """The lines of the failed step that a target built on base printed, when base has none of its own."""
+        if base in self.failed:
+            return []
+        for number, lines in self.kept.items():
+            if base in self.under[self.owners[number]] and any(STEP_ERROR.fullmatch(line) for line in lines):
+                self.owners[number] = base
+                self.failed.add(base)
+                return lines
+        return []
 
     def end(self) -> list[tuple[str, str]]:
         """The lines still held back, to where the last line went (the output ended, or not with a target's error)."""
@@ -172,6 +196,18 @@ class Router:
     def _release(self) -> list[str]:
         held, self.held = self.held or [], None
         return held
+
+
+def _all_bases(name: str, bases: Mapping[str, Sequence[str]]) -> set[str]:
+    """The targets name is built on, directly or through others."""
+    found: set[str] = set()
+    todo = list(bases.get(name, ()))
+    while todo:
+        base = todo.pop()
+        if base not in found:
+            found.add(base)
+            todo += bases.get(base, ())
+    return found
 
 
 def _outcomes(code: int, parts: dict[str, list[str]], metadata: dict, requests: dict[str, BuildRequest],
